@@ -1,0 +1,3 @@
+from arnn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""The `arnn` command: argument parsing, and bad input as one line with exit code 2.
+
+Subcommands stay thin: they parse, build a validated config, call the library, print.
+Heavy imports (torch, MLflow) happen inside the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from arnn.bench import add_arguments as add_bench_arguments
+from arnn.bench import run as run_bench
+from arnn.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are ours: one line, exit code 2, no usage dump."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.run(args) or 0
+    except UsageError as error:
+        print(f"arnn: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="arnn", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(title="commands", parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train one configuration, tracked in MLflow")
+    _add_config_flags(train)
+    train.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    train.add_argument("--experiment", default="arnn", help="MLflow experiment (default: arnn)")
+    train.add_argument("--run-name", help="MLflow run name")
+    train.add_argument(
+        "--checkpoint-dir",
+        help="checkpoint here after each epoch; a run "
+        "given a folder that holds a checkpoint continues from it",
+    )
+    train.set_defaults(run=_run_train)
+
+    models = commands.add_parser("models", help="list the models and their parameter counts")
+    models.add_argument("--task", default="mnist", help="task that sets input and output sizes")
+    models.add_argument("--hidden", default="128", help="hidden units")
+    models.set_defaults(run=_run_models)
+
+    tasks = commands.add_parser("tasks", help="list the tasks, their shapes and options")
+    tasks.set_defaults(run=_run_tasks)
+
+    bench = commands.add_parser("bench", help="time forward+backward of the recurrences")
+    add_bench_arguments(bench)
+    bench.set_defaults(run=run_bench)
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, named by `flag_label`, described by the field."""
+    from arnn.config import TrainConfig, flag_label
+
+    for name, field in TrainConfig.model_fields.items():
+        flag = flag_label(name)
+        if name == "task_options":
+            parser.add_argument(
+                flag,
+                dest=name,
+                action="append",
+                metavar="KEY=VALUE",
+                default=argparse.SUPPRESS,
+                help=field.description,
+            )
+        elif name == "download":
+            parser.add_argument(
+                flag,
+                dest=name,
+                action="store_const",
+                const=False,
+                default=argparse.SUPPRESS,
+                help="never download missing data",
+            )
+        else:
+            default = "" if field.default is None else f" (default: {field.default})"
+            parser.add_argument(
+                flag,
+                dest=name,
+                default=argparse.SUPPRESS,
+                metavar=name.upper(),
+                help=f"{field.description}{default}",
+            )
+
+
+def _config_from_args(args: argparse.Namespace):
+    from arnn.config import TrainConfig, flag_label
+
+    values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
+    if "task_options" in values:
+        values["task_options"] = _key_values(values["task_options"], "--task-option")
+    return TrainConfig.parse(values, label=flag_label)
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag}: expected KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from arnn.models import count_parameters
+    from arnn.tasks import create_task
+    from arnn.tracking import TrackedRun, config_params, resolve_tracking_uri, run_tags
+    from arnn.train import build_model, load_data, resolve_device, train
+
+    config = _config_from_args(args)
+    device = resolve_device(config.device)
+    task = create_task(config.task, config.task_options)
+    data = load_data(config, task)  # missing data ends here, before any MLflow run
+    tags = run_tags(config, str(device))
+    tags["arnn.parameters"] = str(count_parameters(build_model(config, task)))
+    run = TrackedRun.start(
+        tracking_uri=resolve_tracking_uri(args.tracking_uri),
+        experiment=args.experiment,
+        run_name=args.run_name,
+        params=config_params(config),
+        tags=tags,
+    )
+    print(
+        f"{config.model} on {config.task}: {tags['arnn.parameters']} parameters, "
+        f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+        f"{device}; MLflow run {run.run_id}"
+    )
+
+    def report(metrics, checkpoint_dir):
+        run.log_epoch(metrics)
+        print(
+            f"epoch {metrics.epoch:>3}  train loss {metrics.train_loss:.4f} "
+            f"acc {metrics.train_accuracy:.4f}  val loss {metrics.val_loss:.4f} "
+            f"acc {metrics.val_accuracy:.4f}  {metrics.seconds:.1f} s",
+            flush=True,
+        )
+
+    def progress(iterable, total, description):
+        return tqdm(iterable, total=total, desc=description, leave=False, disable=None)
+
+    try:
+        result = train(
+            config,
+            report=report,
+            data=data,
+            progress=progress,
+            checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
+        )
+    except KeyboardInterrupt:
+        run.finish("KILLED")
+        return 130
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    run.log_result(result, config)
+    run.finish("FINISHED")
+    if result.status == "diverged":
+        print(
+            f"diverged: non-finite loss at step {len(result.history) and result.history[-1].step}"
+        )
+    test = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
+    print(
+        f"test accuracy {test}  ({result.status}; best epoch {result.best_epoch})  "
+        f"MLflow run {run.run_id}"
+    )
+    return 0
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from arnn.config import TrainConfig, flag_label
+    from arnn.models import count_parameters, list_models
+    from arnn.paper import PAPER_PARAMETERS
+    from arnn.tasks import create_task
+    from arnn.train import build_model
+
+    rows = []
+    for name in list_models():
+        config = TrainConfig.parse(
+            {"task": args.task, "model": name, "hidden": args.hidden}, label=flag_label
+        )
+        count = count_parameters(build_model(config, create_task(config.task)))
+        paper = PAPER_PARAMETERS.get((name, config.task, config.hidden), "")
+        rows.append((name, str(config.hidden), str(count), paper))
+    _print_table(("model", "units", "params", "paper"), rows)
+    return 0
+
+
+def _run_tasks(args: argparse.Namespace) -> int:
+    from arnn.tasks import create_task, list_tasks, task_entry
+
+    rows = []
+    for name in list_tasks():
+        entry, task = task_entry(name), create_task(name)
+        options = ", ".join(f"{k}={f.default}" for k, f in entry.options.model_fields.items())
+        rows.append(
+            (
+                name,
+                str(task.seq_len),
+                str(task.input_size),
+                str(task.output_size),
+                options or "-",
+                entry.description,
+            )
+        )
+    _print_table(("task", "T", "m", "outputs", "options (defaults)", "description"), rows)
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )

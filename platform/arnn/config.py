@@ -1,0 +1,166 @@
+"""The validated configuration of one training run: what flags and sweep specs turn into.
+
+Configuration flows one way: flags or a spec -> `TrainConfig.parse` -> `train(config)`.
+Every problem is collected and reported at once, named the way the user wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from arnn.errors import UsageError
+from arnn.models import model_entry
+from arnn.tasks import task_entry, validate_task_options
+
+DEFAULT_EPOCHS = 10
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class TrainConfig(pydantic.BaseModel):
+    """Everything that decides what one training run computes."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    # what is learnt
+    task: str = pydantic.Field("mnist", description="task name (arnn tasks lists them)")
+    task_options: dict[str, Any] = pydantic.Field(
+        default_factory=dict, description="task options, KEY=VALUE"
+    )
+    model: str = pydantic.Field("antisymmetric", description="model name (arnn models lists them)")
+    hidden: int = pydantic.Field(128, ge=1, description="hidden units n")
+    eps: float = pydantic.Field(0.01, gt=0, description="step size epsilon (> 0)")
+    gamma: float = pydantic.Field(0.01, ge=0, description="diffusion gamma (>= 0)")
+    sigma_w: float = pydantic.Field(
+        1.0, ge=0, description="std of the recurrent weights is sigma_w / sqrt(n) (>= 0)"
+    )
+    # how
+    optimizer: Literal["sgd", "adagrad", "adam", "rmsprop"] = pydantic.Field(
+        "sgd", description="sgd (with momentum), adagrad, adam or rmsprop"
+    )
+    lr: float = pydantic.Field(0.1, gt=0, description="learning rate (> 0)")
+    momentum: float = pydantic.Field(
+        0.9, ge=0, lt=1, description="momentum for sgd and rmsprop, in [0, 1)"
+    )
+    weight_decay: float = pydantic.Field(0.0, ge=0, description="L2 weight decay (>= 0)")
+    clip: float | None = pydantic.Field(
+        None, gt=0, description="clip the gradient norm to this value (> 0; default: no clipping)"
+    )
+    batch_size: int = pydantic.Field(128, ge=1, description="examples per batch (>= 1)")
+    epochs: int | None = pydantic.Field(None, ge=1, description="epochs to train (default 10)")
+    iterations: int | None = pydantic.Field(
+        None, ge=1, description="optimiser steps to train, instead of epochs"
+    )
+    lr_decay_every: int | None = pydantic.Field(
+        None, ge=1, description="multiply the learning rate by --lr-decay every this many epochs"
+    )
+    lr_decay: float = pydantic.Field(
+        0.1, gt=0, le=1, description="learning-rate decay factor, in (0, 1]"
+    )
+    seed: int = pydantic.Field(0, description="seed of initialisation, batch order and noise")
+    # which data
+    subset: int | None = pydantic.Field(
+        None, ge=1, description="keep at most N examples of each split, for short runs"
+    )
+    val_size: int = pydantic.Field(
+        5000, ge=1, description="validation examples carved from the training set"
+    )
+    split_seed: int = pydantic.Field(0, description="seed of the validation split")
+    data_dir: Path | None = pydantic.Field(
+        None, description="data root (default: $ARNN_DATA_DIR, else ~/.cache/arnn/data)"
+    )
+    download: bool = pydantic.Field(True, description="download missing data")
+    device: str = pydantic.Field(
+        "auto", description="auto (CUDA when present), cpu, cuda or cuda:N"
+    )
+
+    @pydantic.field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        with _as_value_error():
+            model_entry(name)
+        return name
+
+    @pydantic.field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        with _as_value_error():
+            task_entry(name)
+        return name
+
+    @pydantic.field_validator("task_options")
+    @classmethod
+    def _valid_task_options(cls, options: dict, info: pydantic.ValidationInfo) -> dict:
+        if "task" in info.data:  # else the task itself was already reported
+            with _as_value_error():
+                validate_task_options(info.data["task"], options)
+        return options
+
+    @pydantic.field_validator("iterations")
+    @classmethod
+    def _one_length(cls, iterations: int | None, info: pydantic.ValidationInfo) -> int | None:
+        if iterations is not None and info.data.get("epochs") is not None:
+            raise ValueError("give epochs or iterations, not both")
+        return iterations
+
+    @pydantic.field_validator("device")
+    @classmethod
+    def _device_form(cls, device: str) -> str:
+        if not _DEVICE.match(device):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+        return device
+
+    @pydantic.field_validator("eps", "gamma", "sigma_w", "lr", "momentum", "clip", "lr_decay")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @property
+    def length(self) -> tuple[str, int]:
+        """('iterations', n) or ('epochs', n): how long the run is."""
+        if self.iterations is not None:
+            return "iterations", self.iterations
+        return "epochs", self.epochs or DEFAULT_EPOCHS
+
+    @classmethod
+    def parse(cls, values: dict[str, Any], *, label: Callable[[str], str] = str) -> TrainConfig:
+        """Validate `values`; every problem in one UsageError line, each key named by `label`."""
+        try:
+            return cls.model_validate(values)
+        except pydantic.ValidationError as error:
+            raise UsageError("; ".join(_describe(item, label) for item in error.errors())) from None
+
+
+def _describe(item: dict, label: Callable[[str], str]) -> str:
+    where = label(str(item["loc"][0])) if item["loc"] else "configuration"
+    if item["type"] == "extra_forbidden":
+        return f"{where}: unknown setting"
+    message = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "value_error":  # our own validators' messages name the value
+        return f"{where}: {message}"
+    return f"{where}: {message[0].lower()}{message[1:]}, got {item['input']!r}"
+
+
+@contextlib.contextmanager
+def _as_value_error():
+    """Registry lookups raise UsageError; pydantic collects ValueErrors with their key."""
+    try:
+        yield
+    except UsageError as error:
+        raise ValueError(str(error)) from None
+
+
+_FLAG_NAMES = {"task_options": "--task-option", "download": "--no-download"}
+
+
+def flag_label(field: str) -> str:
+    """How `arnn train` spells a config field: sigma_w -> --sigma-w."""
+    return _FLAG_NAMES.get(field, "--" + field.replace("_", "-"))

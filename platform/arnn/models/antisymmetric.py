@@ -1,0 +1,126 @@
+"""AntisymmetricRNN (Chang et al., ICLR 2019), Eq. 12 and 13, and the paper's ablation.
+
+    A   = W - W^T - gamma I
+    h_t = h_{t-1} + eps * tanh(A h_{t-1} + V_h x_t + b_h)                       (Eq. 12)
+    z_t = sigmoid(A h_{t-1} + V_z x_t + b_z)
+    h_t = h_{t-1} + eps * z_t * tanh(A h_{t-1} + V_h x_t + b_h)                 (Eq. 13)
+
+W is stored as its n(n-1)/2 strictly upper-triangular entries, which is what makes the
+paper's parameter counts add up. The ablation model is the gated cell with an
+unstructured n x n matrix in place of W - W^T (A = W - gamma I).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from arnn.models._layers import (
+    LoopEncoder,
+    SequenceClassifier,
+    init_input_weight_,
+    init_recurrent_weight_,
+)
+from arnn.models._registry import register_model
+
+
+class AntisymmetricEncoder(LoopEncoder):
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        *,
+        eps: float,
+        gamma: float,
+        sigma_w: float,
+        gated: bool,
+        structured: bool = True,
+    ):
+        super().__init__()
+        self.hidden = hidden
+        self.eps = eps
+        self.gamma = gamma
+        self.gated = gated
+        self.structured = structured
+        # Rows [0, H) are V_h, b_h; rows [H, 2H) are V_z, b_z for the gated cell.
+        self.input = nn.Linear(input_size, hidden * (2 if gated else 1))
+        init_input_weight_(self.input.weight, input_size)
+        nn.init.zeros_(self.input.bias)
+        if structured:
+            rows, cols = torch.triu_indices(hidden, hidden, offset=1)
+            self.register_buffer("_rows", rows, persistent=False)
+            self.register_buffer("_cols", cols, persistent=False)
+            self.weight = nn.Parameter(torch.empty(hidden * (hidden - 1) // 2))
+        else:
+            self.weight = nn.Parameter(torch.empty(hidden, hidden))
+        init_recurrent_weight_(self.weight, hidden, sigma_w)
+
+    def full_weight(self) -> torch.Tensor:
+        """W as an n x n matrix (strictly upper-triangular when structured)."""
+        if not self.structured:
+            return self.weight
+        w = self.weight.new_zeros(self.hidden, self.hidden)
+        return w.index_put((self._rows, self._cols), self.weight)
+
+    def recurrence_matrix(self) -> torch.Tensor:
+        """A = W - W^T - gamma I (structured) or W - gamma I (ablation)."""
+        w = self.full_weight()
+        a = w - w.T if self.structured else w
+        return a - self.gamma * torch.eye(self.hidden, dtype=w.dtype, device=w.device)
+
+    def _scan(self, x: torch.Tensor, h0: torch.Tensor | None, keep_states: bool) -> torch.Tensor:
+        # A is built once; the input projection of every step is one matmul; the loop walks
+        # unbind-ed slices, since indexing u[:, t] makes each step's backward allocate a
+        # full [B, T, H] gradient (../shared/docs/STACK.md).
+        a_t = self.recurrence_matrix().T.contiguous()
+        u = self.input(x)
+        h = x.new_zeros(x.shape[0], self.hidden) if h0 is None else h0
+        kept = []
+        if self.gated:
+            for u_h, u_z in zip(*(part.unbind(1) for part in u.chunk(2, dim=-1)), strict=True):
+                ah = h @ a_t  # shared between the gate and the candidate
+                h = h + self.eps * torch.sigmoid(ah + u_z) * torch.tanh(ah + u_h)
+                if keep_states:
+                    kept.append(h)
+        else:
+            for u_t in u.unbind(1):
+                h = torch.add(h, torch.tanh(torch.addmm(u_t, h, a_t)), alpha=self.eps)
+                if keep_states:
+                    kept.append(h)
+        return torch.stack(kept, dim=1) if keep_states else h
+
+
+def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifier:
+    encoder = AntisymmetricEncoder(input_size, hidden, **options)
+    return SequenceClassifier(encoder, hidden, output_size)
+
+
+_USES = ("eps", "gamma", "sigma_w")
+
+
+@register_model("antisymmetric", description="AntisymmetricRNN, Eq. 12", uses=_USES)
+def antisymmetric(*, input_size, output_size, hidden, eps, gamma, sigma_w):
+    return _classifier(
+        input_size, output_size, hidden, eps=eps, gamma=gamma, sigma_w=sigma_w, gated=False
+    )
+
+
+@register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", uses=_USES)
+def antisymmetric_gated(*, input_size, output_size, hidden, eps, gamma, sigma_w):
+    return _classifier(
+        input_size, output_size, hidden, eps=eps, gamma=gamma, sigma_w=sigma_w, gated=True
+    )
+
+
+@register_model("ablation", description="gated cell, unstructured W (paper's ablation)", uses=_USES)
+def ablation(*, input_size, output_size, hidden, eps, gamma, sigma_w):
+    return _classifier(
+        input_size,
+        output_size,
+        hidden,
+        eps=eps,
+        gamma=gamma,
+        sigma_w=sigma_w,
+        gated=True,
+        structured=False,
+    )

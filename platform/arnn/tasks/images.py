@@ -1,0 +1,194 @@
+"""Image classification read as sequences: pixel MNIST, permuted MNIST, pixel and
+noise-padded CIFAR-10. Loaded through torchvision's dataset classes, reshaped once into
+uint8 sequences held in memory, normalised per batch on the device."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from arnn.errors import UsageError
+from arnn.tasks._base import Split, Task
+from arnn.tasks._registry import TaskOptions, register_task
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+# Successors (coRNN, LipschitzRNN) permute with torch.manual_seed(12008); torch.randperm(784).
+PMNIST_SEED = 12008
+NOISE_STEPS = 968
+
+
+def _open_dataset(dataset_class, root: Path, folder: str, files: tuple[str, ...], download: bool):
+    """Both splits of a torchvision dataset; a missing dataset is one UsageError line."""
+    try:
+        return dataset_class(root, train=True), dataset_class(root, train=False)
+    except RuntimeError:
+        pass
+    if download:
+        # torchvision prints each failed mirror; the user gets our one line instead.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with contextlib.suppress(Exception):
+                return (
+                    dataset_class(root, train=True, download=True),
+                    dataset_class(root, train=False, download=True),
+                )
+    how = "and could not be downloaded" if download else "(download disabled)"
+    raise UsageError(
+        f"{dataset_class.__name__} not found in {root / folder} {how}: expected files "
+        f"{', '.join(files)}; pass --data-dir or set ARNN_DATA_DIR to the folder that holds "
+        f"{folder}/"
+    )
+
+
+class ImageSequenceTask(Task):
+    """Images stored as uint8 sequences [N, T, m]; `to_inputs` normalises per channel."""
+
+    output_size = 10
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], repeat: int = 1):
+        self._mean = torch.tensor(mean).repeat_interleave(repeat)
+        self._std = torch.tensor(std).repeat_interleave(repeat)
+
+    def to_inputs(self, stored: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        mean = self._mean.to(stored.device)
+        std = self._std.to(stored.device)
+        return (stored.float() / 255.0 - mean) / std
+
+
+class MnistOptions(TaskOptions):
+    pass
+
+
+class PermutedMnistOptions(TaskOptions):
+    perm_seed: int = PMNIST_SEED
+
+
+class MnistTask(ImageSequenceTask):
+    input_size = 1
+    seq_len = 784
+
+    def __init__(self, name: str = "mnist", permutation: torch.Tensor | None = None):
+        super().__init__(MNIST_MEAN, MNIST_STD)
+        self.name = name
+        self.permutation = permutation
+
+    def load(self, data_dir: Path, *, download: bool) -> tuple[Split, Split]:
+        from torchvision.datasets import MNIST
+
+        train, test = _open_dataset(MNIST, data_dir, "MNIST/raw", MNIST_FILES, download)
+        return self._as_sequences(train), self._as_sequences(test)
+
+    def _as_sequences(self, dataset) -> Split:
+        pixels = dataset.data.reshape(len(dataset.data), self.seq_len)
+        if self.permutation is not None:
+            pixels = pixels[:, self.permutation]
+        return Split(pixels.unsqueeze(-1).contiguous(), dataset.targets.long())
+
+
+@register_task("mnist", options=MnistOptions, description="pixel-by-pixel MNIST, T=784, m=1")
+def mnist(options: MnistOptions) -> Task:
+    return MnistTask()
+
+
+@register_task(
+    "pmnist", options=PermutedMnistOptions, description="permuted pixel MNIST, T=784, m=1"
+)
+def pmnist(options: PermutedMnistOptions) -> Task:
+    generator = torch.Generator().manual_seed(options.perm_seed)
+    return MnistTask("pmnist", permutation=torch.randperm(784, generator=generator))
+
+
+def _cifar10_images(data_dir: Path, download: bool) -> tuple[tuple, tuple]:
+    """(images [N, 32, 32, 3] uint8, labels) for the train and test sets."""
+    from torchvision.datasets import CIFAR10
+
+    train, test = _open_dataset(CIFAR10, data_dir, "cifar-10-batches-py", CIFAR10_FILES, download)
+    return tuple(
+        (torch.from_numpy(ds.data), torch.tensor(ds.targets, dtype=torch.long))
+        for ds in (train, test)
+    )
+
+
+class Cifar10Options(TaskOptions):
+    pass
+
+
+class PixelCifar10Task(ImageSequenceTask):
+    name = "cifar10"
+    input_size = 3
+    seq_len = 1024
+
+    def __init__(self):
+        super().__init__(CIFAR10_MEAN, CIFAR10_STD)
+
+    def load(self, data_dir: Path, *, download: bool) -> tuple[Split, Split]:
+        return tuple(  # type: ignore[return-value]
+            Split(images.reshape(len(images), 1024, 3).contiguous(), labels)
+            for images, labels in _cifar10_images(data_dir, download)
+        )
+
+
+@register_task(
+    "cifar10", options=Cifar10Options, description="pixel-by-pixel CIFAR-10, T=1024, m=3"
+)
+def cifar10(options: Cifar10Options) -> Task:
+    return PixelCifar10Task()
+
+
+class NoisyCifar10Options(TaskOptions):
+    # "independent": fresh Gaussian noise for every image (the paper). "fixed": one noise
+    # tensor drawn once and padded onto every image (the successors' public code).
+    noise: Literal["independent", "fixed"] = "independent"
+    noise_seed: int = 0
+
+
+class NoisyCifar10Task(ImageSequenceTask):
+    """One image row per step (its R, G and B values: m = 96), then 968 noise steps."""
+
+    name = "noisy_cifar10"
+    input_size = 96
+    seq_len = 32 + NOISE_STEPS
+
+    def __init__(self, noise: str, noise_seed: int):
+        super().__init__(CIFAR10_MEAN, CIFAR10_STD, repeat=32)
+        self.noise = noise
+        generator = torch.Generator().manual_seed(noise_seed)
+        self._fixed_noise = torch.randn(NOISE_STEPS, self.input_size, generator=generator)
+
+    def load(self, data_dir: Path, *, download: bool) -> tuple[Split, Split]:
+        # [N, row, col, channel] -> [N, row, channel, col] -> rows of (R..., G..., B...)
+        return tuple(  # type: ignore[return-value]
+            Split(images.permute(0, 1, 3, 2).reshape(len(images), 32, 96).contiguous(), labels)
+            for images, labels in _cifar10_images(data_dir, download)
+        )
+
+    def to_inputs(self, stored: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        rows = super().to_inputs(stored, generator)
+        shape = (len(stored), NOISE_STEPS, self.input_size)
+        if self.noise == "fixed":
+            noise = self._fixed_noise.to(stored.device).expand(shape)
+        else:
+            noise = torch.randn(shape, generator=generator, device=stored.device)
+        return torch.cat([rows, noise], dim=1)
+
+
+@register_task(
+    "noisy_cifar10",
+    options=NoisyCifar10Options,
+    description="noise-padded CIFAR-10: rows, T=1000, m=96",
+)
+def noisy_cifar10(options: NoisyCifar10Options) -> Task:
+    return NoisyCifar10Task(options.noise, options.noise_seed)

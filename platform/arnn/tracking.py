@@ -1,0 +1,173 @@
+"""MLflow: open or reattach a run, log params, tags, metrics and artifacts, close it.
+
+Everything goes through an explicit `MlflowClient`, never MLflow's global active run, so
+that many runs (sweep trials) can be driven from one process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from arnn.config import TrainConfig
+from arnn.errors import UsageError
+from arnn.train import EpochMetrics, Result
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "arnn"
+STATUS_TAG = "arnn.status"
+RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+
+def resolve_tracking_uri(flag: str | None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else SQLite in the working directory."""
+    return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def config_params(config: TrainConfig) -> dict[str, str]:
+    """Every hyperparameter as a flat string param; task options as task_options.KEY."""
+    values = config.model_dump(mode="json")
+    params = {k: v for k, v in values.items() if k != "task_options"}
+    params.update({f"task_options.{k}": v for k, v in config.task_options.items()})
+    params["length_unit"], params["length"] = config.length
+    return {k: "" if v is None else str(v) for k, v in params.items()}
+
+
+def git_commit() -> str | None:
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found.stdout.strip() or None
+
+
+class TrackedRun:
+    """One MLflow run. `start` opens a new one, `attach` reopens one by id."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str | None = None,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> TrackedRun:
+        client = connect(tracking_uri)
+        tags = dict(tags or {})
+        if parent_run_id is not None:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(
+            experiment_id=experiment_id(client, experiment), tags=tags, run_name=run_name
+        )
+        tracked = cls(client, run.info.run_id)
+        if params:
+            tracked.log_params(params)
+        return tracked
+
+    @classmethod
+    def attach(cls, *, tracking_uri: str, run_id: str) -> TrackedRun:
+        client = connect(tracking_uri)
+        client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id)
+
+    def log_params(self, params: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def log_epoch(self, metrics: EpochMetrics) -> None:
+        values = metrics.as_dict()
+        epoch = values.pop("epoch")
+        values["epoch_seconds"] = values.pop("seconds")
+        self.log_metrics(values, step=epoch)
+
+    def log_result(self, result: Result, config: TrainConfig) -> None:
+        """Final metrics, the best-validation weights as `model/weights.pt`, status tags."""
+        self.set_tags(
+            {
+                "arnn.parameters": result.parameters,
+                "arnn.device": result.device,
+                STATUS_TAG: result.status,
+            }
+        )
+        self.log_metrics(
+            {
+                "best_val_accuracy": result.best_val_accuracy,
+                "best_epoch": result.best_epoch,
+                "test_accuracy": result.test_accuracy,
+                "test_loss": result.test_loss,
+                "seconds_per_epoch": result.seconds_per_epoch,
+            }
+        )
+        if result.best_state is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "weights.pt"
+                state = {k: v.cpu() for k, v in result.best_state.items()}
+                torch.save({"config": config.model_dump(mode="json"), "state_dict": state}, path)
+                self.client.log_artifact(self.run_id, str(path), artifact_path="model")
+
+    def finish(self, status: RunStatus = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def connect(tracking_uri: str) -> MlflowClient:
+    """A client for the tracking store; an unusable URI is one UsageError line."""
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)  # fails now, not after training
+    except (MlflowException, OSError, ValueError) as error:
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise UsageError(f"--tracking-uri: cannot use {tracking_uri!r}: {first_line}") from None
+    return client
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created when missing (safe when many trials race)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def run_tags(config: TrainConfig, device: str) -> dict[str, str]:
+    tags = {
+        "arnn.task": config.task,
+        "arnn.model": config.model,
+        "arnn.units": str(config.hidden),
+        "arnn.device": device,
+        "arnn.torch": torch.__version__,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["arnn.git_commit"] = commit
+    return tags

@@ -1,0 +1,311 @@
+"""One training run: `train(config, report=...) -> Result`.
+
+The loop knows nothing of MLflow or Ray Tune: after each epoch it writes a checkpoint (when
+given a directory) and calls `report(metrics, checkpoint_dir)`; whoever called it decides
+where the numbers go.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from arnn.config import TrainConfig
+from arnn.data import Data, batches, num_batches, prepare_data, resolve_data_dir
+from arnn.errors import UsageError
+from arnn.models import count_parameters, create_model
+from arnn.tasks import Split, Task, create_task
+
+CHECKPOINT_FILE = "checkpoint.pt"
+# Noise-padded tasks draw evaluation noise from fixed seeds, so that every run and every
+# epoch is scored on the same validation and test sequences.
+VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_003, 2_000_003
+# Settings that change where a run computes, not what: a checkpoint may be resumed across them.
+_RESUMABLE_ACROSS = {"data_dir", "download", "device", "epochs", "iterations"}
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    step: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    status: Literal["finished", "diverged"]
+    device: str
+    parameters: int
+    history: list[EpochMetrics]
+    best_epoch: int | None = None
+    best_val_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        if not self.history:
+            return None
+        return sum(m.seconds for m in self.history) / len(self.history)
+
+
+Report = Callable[[EpochMetrics, "Path | None"], None]
+Progress = Callable[[Iterable, int, str], Iterable]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device: {name} asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_model(config: TrainConfig, task: Task) -> torch.nn.Module:
+    return create_model(
+        config.model,
+        input_size=task.input_size,
+        output_size=task.output_size,
+        hidden=config.hidden,
+        eps=config.eps,
+        gamma=config.gamma,
+        sigma_w=config.sigma_w,
+    )
+
+
+def load_data(config: TrainConfig, task: Task) -> Data:
+    return prepare_data(
+        task,
+        data_dir=resolve_data_dir(config.data_dir),
+        download=config.download,
+        val_size=config.val_size,
+        split_seed=config.split_seed,
+        subset=config.subset,
+    )
+
+
+def train(
+    config: TrainConfig,
+    *,
+    report: Report | None = None,
+    checkpoint_dir: Path | None = None,
+    progress: Progress | None = None,
+    data: Data | None = None,
+) -> Result:
+    """Train one configuration; resume from `checkpoint_dir` when it holds a checkpoint."""
+    device = resolve_device(config.device)
+    task = create_task(config.task, config.task_options)
+    data = data or load_data(config, task)
+    train_split, val_split, test_split = (s.to(device) for s in (data.train, data.val, data.test))
+
+    torch.manual_seed(config.seed)
+    model = build_model(config, task).to(device)
+    optimizer = _optimizer(config, model)
+    scheduler = (
+        torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
+        if config.lr_decay_every
+        else None
+    )
+    shuffle = torch.Generator(device).manual_seed(config.seed)
+    noise = torch.Generator(device).manual_seed(config.seed + 1)
+
+    per_epoch = num_batches(train_split, config.batch_size)
+    unit, length = config.length
+    total_epochs = length if unit == "epochs" else math.ceil(length / per_epoch)
+    max_steps = length if unit == "iterations" else total_epochs * per_epoch
+
+    run = _RunState()
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).exists():
+        run = _load_checkpoint(
+            Path(checkpoint_dir), config, model, optimizer, scheduler, shuffle, noise
+        )
+    progress = progress or (lambda iterable, total, description: iterable)
+
+    status: Literal["finished", "diverged"] = "finished"
+    for epoch in range(run.epoch + 1, total_epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        loss_sum, correct, scored, seen = 0.0, 0.0, 0, 0
+        for inputs, targets in progress(
+            batches(train_split, config.batch_size, shuffle), per_epoch, f"epoch {epoch}"
+        ):
+            if run.step >= max_steps:
+                break
+            outputs = model(task.to_inputs(inputs, noise))
+            loss = task.loss(outputs, targets)
+            if not torch.isfinite(loss):
+                status = "diverged"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            run.step += 1
+            loss_sum += loss.item() * len(targets)
+            seen += len(targets)
+            hits, count = task.score(outputs.detach(), targets)
+            correct, scored = correct + hits, scored + count
+        if status == "diverged":
+            break
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        val_loss, val_accuracy = evaluate(model, task, val_split, config.batch_size, VAL_NOISE_SEED)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            step=run.step,
+            train_loss=loss_sum / max(seen, 1),
+            train_accuracy=correct / max(scored, 1),
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            lr=lr,
+            seconds=time.perf_counter() - started,
+        )
+        run.epoch = epoch
+        run.history.append(metrics)
+        if run.best_val_accuracy is None or val_accuracy > run.best_val_accuracy:
+            run.best_epoch, run.best_val_accuracy = epoch, val_accuracy
+            run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if checkpoint_dir is not None:
+            _save_checkpoint(
+                Path(checkpoint_dir), config, run, model, optimizer, scheduler, shuffle, noise
+            )
+        if report is not None:
+            report(metrics, checkpoint_dir)
+
+    result = Result(
+        status=status,
+        device=str(device),
+        parameters=count_parameters(model),
+        history=run.history,
+        best_epoch=run.best_epoch,
+        best_val_accuracy=run.best_val_accuracy,
+        best_state=run.best_state,
+    )
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+        result.test_loss, result.test_accuracy = evaluate(
+            model, task, test_split, config.batch_size, TEST_NOISE_SEED
+        )
+    return result
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module, task: Task, split: Split, batch_size: int, noise_seed: int
+) -> tuple[float, float]:
+    """(mean loss, accuracy) over a split, in evaluation mode."""
+    model.eval()
+    noise = torch.Generator(split.targets.device).manual_seed(noise_seed)
+    loss_sum, correct, scored = 0.0, 0.0, 0
+    for inputs, targets in batches(split, 2 * batch_size):
+        outputs = model(task.to_inputs(inputs, noise))
+        loss_sum += task.loss(outputs, targets).item() * len(targets)
+        hits, count = task.score(outputs, targets)
+        correct, scored = correct + hits, scored + count
+    return loss_sum / max(len(split), 1), correct / max(scored, 1)
+
+
+def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params, lr, decay = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+
+
+@dataclass
+class _RunState:
+    """What a checkpoint carries beside the model and optimiser."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[EpochMetrics] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_accuracy: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def _comparable(config: TrainConfig | dict) -> dict:
+    values = config.model_dump(mode="json") if isinstance(config, TrainConfig) else config
+    return {k: v for k, v in values.items() if k not in _RESUMABLE_ACROSS}
+
+
+def _save_checkpoint(directory, config, run, model, optimizer, scheduler, shuffle, noise):
+    directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "config": config.model_dump(mode="json"),
+        "epoch": run.epoch,
+        "step": run.step,
+        "history": [m.as_dict() for m in run.history],
+        "best_epoch": run.best_epoch,
+        "best_val_accuracy": run.best_val_accuracy,
+        "best_state": run.best_state,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "shuffle": shuffle.get_state(),
+            "noise": noise.get_state(),
+        },
+    }
+    partial = directory / (CHECKPOINT_FILE + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, directory / CHECKPOINT_FILE)  # never a half-written checkpoint
+
+
+def _load_checkpoint(directory, config, model, optimizer, scheduler, shuffle, noise) -> _RunState:
+    path = directory / CHECKPOINT_FILE
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    saved, wanted = _comparable(checkpoint["config"]), _comparable(config)
+    if saved != wanted:
+        differences = ", ".join(
+            f"{key} {saved.get(key)!r} (now {wanted.get(key)!r})"
+            for key in sorted(set(saved) | set(wanted))
+            if saved.get(key) != wanted.get(key)
+        )
+        raise UsageError(f"--checkpoint-dir: {path} was made with other settings: {differences}")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    shuffle.set_state(rng["shuffle"])
+    noise.set_state(rng["noise"])
+    device = next(model.parameters()).device
+    best_state = checkpoint["best_state"]
+    if best_state is not None:
+        best_state = {k: v.to(device) for k, v in best_state.items()}
+    return _RunState(
+        epoch=checkpoint["epoch"],
+        step=checkpoint["step"],
+        history=[EpochMetrics(**m) for m in checkpoint["history"]],
+        best_epoch=checkpoint["best_epoch"],
+        best_val_accuracy=checkpoint["best_val_accuracy"],
+        best_state=best_state,
+    )

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from arnn.cli import main
+from tests.conftest import run_arnn
+
+
+def _train_args(mnist_root: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--task",
+        "mnist",
+        "--model",
+        "antisymmetric",
+        "--hidden",
+        "8",
+        "--subset",
+        "100",
+        "--val-size",
+        "40",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--data-dir",
+        str(mnist_root),
+        "--no-download",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def _only_run(tracking_uri: str, experiment: str = "arnn"):
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_train_logs_one_complete_run_to_the_sqlite_default(mnist_root, tmp_path):
+    done = run_arnn(*_train_args(mnist_root, "--lr", "0.05"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("test accuracy ")
+    client, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.info.run_id in last and run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.05" and run.data.params["hidden"] == "8"
+    assert run.data.params["model"] == "antisymmetric" and run.data.params["eps"] == "0.01"
+    tags = run.data.tags
+    assert tags["arnn.task"] == "mnist" and tags["arnn.units"] == "8"
+    assert tags["arnn.parameters"] == str(8 * 7 // 2 + 16 + 90)
+    assert tags["arnn.status"] == "finished" and tags["arnn.device"] == "cpu"
+    assert "arnn.torch" in tags
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert sorted(m.step for m in history) == [1, 2]
+    for key in ("test_accuracy", "best_val_accuracy", "seconds_per_epoch", "train_loss"):
+        assert key in run.data.metrics
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "model")]
+    assert artifacts == ["model/weights.pt"]
+
+
+def test_train_logs_over_http_to_a_real_mlflow_server(mnist_root, tmp_path, mlflow_server):
+    done = run_arnn(
+        *_train_args(mnist_root, "--experiment", "remote", "--epochs", "1"),
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": mlflow_server},
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    client, run = _only_run(mlflow_server, "remote")
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]
+    assert client.list_artifacts(run.info.run_id, "model")[0].path == "model/weights.pt"
+
+
+def test_a_diverged_run_is_finished_with_its_status_tag(tmp_path):
+    done = run_arnn(
+        "train",
+        "--task",
+        "adding",
+        "--task-option",
+        "length=8",
+        "--task-option",
+        "train_size=256",
+        "--task-option",
+        "test_size=32",
+        "--val-size",
+        "32",
+        "--hidden",
+        "8",
+        "--lr",
+        "1e20",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "diverged" in done.stdout
+    _, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.info.status == "FINISHED" and run.data.tags["arnn.status"] == "diverged"
+
+
+BAD_INPUTS = [
+    (["--model", "transformer"], "--model: unknown model 'transformer'; allowed: ablation"),
+    (["--task", "imagenet"], "--task: unknown task 'imagenet'; allowed: adding"),
+    (["--eps", "0"], "--eps: input should be greater than 0, got '0'"),
+    (["--eps", "-0.1"], "--eps: input should be greater than 0"),
+    (["--gamma", "-1"], "--gamma: input should be greater than or equal to 0"),
+    (["--hidden", "0"], "--hidden: input should be greater than or equal to 1"),
+    (["--lr", "0"], "--lr: input should be greater than 0"),
+    (["--batch-size", "0"], "--batch-size: input should be greater than or equal to 1"),
+    (["--hidden", "many"], "--hidden: input should be a valid integer"),
+    (
+        ["--optimizer", "lbfgs"],
+        "--optimizer: input should be 'sgd', 'adagrad', 'adam' or 'rmsprop'",
+    ),
+    (["--epochs", "2", "--iterations", "5"], "--iterations: give epochs or iterations"),
+    (["--task-option", "noise=pink"], "--task-option: task mnist: unknown option 'noise'"),
+    (["--task-option", "noise"], "--task-option: expected KEY=VALUE"),
+    (["--device", "tpu"], "--device: must be auto, cpu, cuda or cuda:N"),
+    (["--colour", "red"], "unrecognized arguments: --colour red"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2_with_no_run(
+    flags, message, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data-dir", str(tmp_path), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("arnn: error: ") and message in err, err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_data_folder_without_the_data_exits_2_before_any_run(tmp_path):
+    done = run_arnn("train", "--data-dir", str(tmp_path / "empty"), "--subset", "10", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in lines[0]
+    assert "t10k-images-idx3-ubyte" in lines[0]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_models_prints_exact_parameter_counts_beside_the_paper(capsys):
+    assert main(["models", "--task", "mnist", "--hidden", "128"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert rows["antisymmetric"] == ["128", "9674", "10k"]
+    assert rows["antisymmetric_gated"] == ["128", "9930", "10k"]
+    assert rows["lstm"] == ["128", "68362", "68k"]
+    assert rows["gru"] == ["128", "51594"]
+
+
+def test_tasks_lists_shapes_and_options(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "noisy_cifar10  1000  96" in out and "noise=independent" in out
