@@ -38,29 +38,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def time_forward_backward(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
-) -> float:
-    """Median milliseconds of one forward+backward, after one untimed warm-up."""
+    models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor, repeats: int
+) -> dict[str, float]:
+    """Median milliseconds of one forward+backward per model, after one untimed warm-up.
 
+    The repeats go round the models in turn, so that a machine that slows down or speeds
+    up during the run (shared machines do) shifts every model alike and the ratios hold.
+    """
+    steps = {name: _forward_backward(model, x, y) for name, model in models.items()}
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(_elapsed_ms(step, x.is_cuda))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     def step():
         model.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(x), y).backward()
 
+    return step
+
+
+def _elapsed_ms(step, cuda: bool) -> float:
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end)
+    started = time.perf_counter()
     step()
-    times = []
-    for _ in range(repeats):
-        if x.is_cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            started = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return (time.perf_counter() - started) * 1000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,14 +103,13 @@ def run(args: argparse.Namespace) -> int:
         f"{torch.get_num_threads()} threads, median of {args.repeats}",
         flush=True,
     )
-    timings = {}
+    built = {}
     for name in models:
         torch.manual_seed(0)
-        model = create_model(
+        built[name] = create_model(
             name, input_size=args.input_size, output_size=10, hidden=args.hidden
         ).to(device)
-        timings[name] = time_forward_backward(model, x, y, args.repeats)
-        print(f"  measured {LABELS.get(name, name)}: {timings[name]:.1f} ms", flush=True)
+    timings = time_forward_backward(built, x, y, args.repeats)
 
     base = timings[BASELINE]
     width = max(len(LABELS.get(n, n)) for n in timings)

@@ -22,6 +22,7 @@ from arnn.models._layers import (
     init_recurrent_weight_,
 )
 from arnn.models._registry import register_model
+from arnn.models._scan import RecurrenceScan
 
 
 class AntisymmetricEncoder(LoopEncoder):
@@ -69,25 +70,13 @@ class AntisymmetricEncoder(LoopEncoder):
         return a - self.gamma * torch.eye(self.hidden, dtype=w.dtype, device=w.device)
 
     def _scan(self, x: torch.Tensor, h0: torch.Tensor | None, keep_states: bool) -> torch.Tensor:
-        # A is built once; the input projection of every step is one matmul; the loop walks
-        # unbind-ed slices, since indexing u[:, t] makes each step's backward allocate a
-        # full [B, T, H] gradient (../shared/docs/STACK.md).
+        # A is built once per forward and the input projection of every step is one
+        # matmul; the recurrence itself is RecurrenceScan (see _scan.py).
         a_t = self.recurrence_matrix().T.contiguous()
         u = self.input(x)
-        h = x.new_zeros(x.shape[0], self.hidden) if h0 is None else h0
-        kept = []
-        if self.gated:
-            for u_h, u_z in zip(*(part.unbind(1) for part in u.chunk(2, dim=-1)), strict=True):
-                ah = h @ a_t  # shared between the gate and the candidate
-                h = h + self.eps * torch.sigmoid(ah + u_z) * torch.tanh(ah + u_h)
-                if keep_states:
-                    kept.append(h)
-        else:
-            for u_t in u.unbind(1):
-                h = torch.add(h, torch.tanh(torch.addmm(u_t, h, a_t)), alpha=self.eps)
-                if keep_states:
-                    kept.append(h)
-        return torch.stack(kept, dim=1) if keep_states else h
+        if h0 is None:
+            h0 = x.new_zeros(x.shape[0], self.hidden)
+        return RecurrenceScan.apply(u, a_t, h0, self.eps, self.gated, keep_states)
 
 
 def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifier:
