@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 # The demo's data: $ARNN_DATA_DIR when set, else the data root arnn uses by default.
-DEMO_FLAGS := --task mnist --model antisymmetric --hidden 64 --eps 0.1 --gamma 0.01 \
-	--optimizer adam --lr 0.003 --subset 3000 --epochs 2 --batch-size 128
+DEMO_FLAGS := --task mnist --model antisymmetric --hidden 128 --eps 0.1 --gamma 0.01 \
+	--optimizer adam --lr 0.003 --subset 6000 --epochs 2 --batch-size 128
 
 .PHONY: install test demo bench clean
 

@@ -125,6 +125,7 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    import logging
     from pathlib import Path
 
     from tqdm import tqdm
@@ -134,6 +135,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from arnn.tracking import TrackedRun, config_params, resolve_tracking_uri, run_tags
     from arnn.train import build_model, load_data, resolve_device, train
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
     config = _config_from_args(args)
     device = resolve_device(config.device)
     task = create_task(config.task, config.task_options)
