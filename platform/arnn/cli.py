@@ -61,6 +61,35 @@ def _build_parser() -> argparse.ArgumentParser:
     models.add_argument("--hidden", default="128", help="hidden units")
     models.set_defaults(run=_run_models)
 
+    sweep = commands.add_parser("sweep", help="run a search space on Ray Tune, tracked in MLflow")
+    sweep.add_argument("spec", help="YAML sweep spec (see search_spaces/README.md)")
+    sweep.add_argument("--name", help="sweep name (default: the spec's name and a timestamp)")
+    sweep.add_argument("--samples", type=int, help="trials (default: the spec's num_samples)")
+    sweep.add_argument(
+        "--address",
+        default="local",
+        help="Ray: local (an embedded Ray, default), auto (the running cluster) or ray://HOST:PORT",
+    )
+    sweep.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    sweep.add_argument("--experiment", default="arnn", help="MLflow experiment (default: arnn)")
+    sweep.add_argument(
+        "--storage-path",
+        help="where Ray keeps trial checkpoints and the sweep "
+        "state (default: $ARNN_STORAGE_PATH, else ./ray_results); shared (s3://, "
+        "NFS) on a cluster",
+    )
+    sweep.add_argument("--resume", action="store_true", help="finish the sweep named --name")
+    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: the spec's)")
+    sweep.add_argument(
+        "--data-dir",
+        help="data root for the trials (default: each worker's "
+        "$ARNN_DATA_DIR, else ~/.cache/arnn/data)",
+    )
+    sweep.set_defaults(run=_run_sweep)
+
     tasks = commands.add_parser("tasks", help="list the tasks, their shapes and options")
     tasks.set_defaults(run=_run_tasks)
 
@@ -191,6 +220,27 @@ def _run_train(args: argparse.Namespace) -> int:
     print(
         f"test accuracy {test}  ({result.status}; best epoch {result.best_epoch})  "
         f"MLflow run {run.run_id}"
+    )
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    import logging
+
+    from arnn.sweep.driver import sweep
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    sweep(
+        args.spec,
+        name=args.name,
+        samples=args.samples,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        storage_path=args.storage_path,
+        resume=args.resume,
+        max_concurrent=args.max_concurrent,
+        data_dir=args.data_dir,
+        experiment=args.experiment,
     )
     return 0
 

@@ -133,20 +133,29 @@ class TrainConfig(pydantic.BaseModel):
     @classmethod
     def parse(cls, values: dict[str, Any], *, label: Callable[[str], str] = str) -> TrainConfig:
         """Validate `values`; every problem in one UsageError line, each key named by `label`."""
-        try:
-            return cls.model_validate(values)
-        except pydantic.ValidationError as error:
-            raise UsageError("; ".join(_describe(item, label) for item in error.errors())) from None
+        problems = config_problems(values)
+        if problems:
+            raise UsageError("; ".join(f"{label(field)}: {message}" for field, message in problems))
+        return cls.model_validate(values)
 
 
-def _describe(item: dict, label: Callable[[str], str]) -> str:
-    where = label(str(item["loc"][0])) if item["loc"] else "configuration"
+def config_problems(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, what is wrong) for each problem of a would-be TrainConfig; [] when valid."""
+    try:
+        TrainConfig.model_validate(values)
+    except pydantic.ValidationError as error:
+        return [_describe(item) for item in error.errors()]
+    return []
+
+
+def _describe(item: dict) -> tuple[str, str]:
+    field = str(item["loc"][0]) if item["loc"] else "configuration"
     if item["type"] == "extra_forbidden":
-        return f"{where}: unknown setting"
+        return field, "unknown setting"
     message = item["msg"].removeprefix("Value error, ")
     if item["type"] == "value_error":  # our own validators' messages name the value
-        return f"{where}: {message}"
-    return f"{where}: {message[0].lower()}{message[1:]}, got {item['input']!r}"
+        return field, message
+    return field, f"{message[0].lower()}{message[1:]}, got {item['input']!r}"
 
 
 @contextlib.contextmanager

@@ -83,10 +83,23 @@ class TrackedRun:
         return tracked
 
     @classmethod
-    def attach(cls, *, tracking_uri: str, run_id: str) -> TrackedRun:
+    def find(cls, *, tracking_uri: str, experiment: str, tags: dict[str, str]) -> TrackedRun | None:
+        """The newest run of `experiment` that carries all of `tags`, or None."""
         client = connect(tracking_uri)
-        client.update_run(run_id, status="RUNNING")
-        return cls(client, run_id)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return None
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = client.search_runs(
+            [found.experiment_id], filter_string=query, order_by=["start_time DESC"], max_results=1
+        )
+        return cls(client, runs[0].info.run_id) if runs else None
+
+    @classmethod
+    def attach(cls, *, tracking_uri: str, run_id: str) -> TrackedRun:
+        tracked = cls(connect(tracking_uri), run_id)
+        tracked.reopen()
+        return tracked
 
     def log_params(self, params: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
@@ -98,6 +111,11 @@ class TrackedRun:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
         self.client.log_batch(self.run_id, metrics=metrics)
+
+    def last_logged_epoch(self) -> int:
+        """The last epoch this run holds metrics for (0 for none)."""
+        history = self.client.get_metric_history(self.run_id, "val_accuracy")
+        return max((m.step for m in history), default=0)
 
     def log_epoch(self, metrics: EpochMetrics) -> None:
         values = metrics.as_dict()
@@ -132,6 +150,20 @@ class TrackedRun:
 
     def finish(self, status: RunStatus = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+    def reopen(self) -> None:
+        self.client.update_run(self.run_id, status="RUNNING")
+
+    @property
+    def status(self) -> str:
+        return self.client.get_run(self.run_id).info.status
+
+    def children(self, experiment: str) -> list:
+        """The runs nested under this one (mlflow.entities.Run objects)."""
+        exp = self.client.get_experiment_by_name(experiment)
+        return self.client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'"
+        )
 
 
 def connect(tracking_uri: str) -> MlflowClient:
@@ -171,3 +203,12 @@ def run_tags(config: TrainConfig, device: str) -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
         tags["arnn.git_commit"] = commit
     return tags
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """sqlite:///relative.db made absolute, so that processes in other folders (Ray trials
+    run in their own) write to the same file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri

@@ -16,18 +16,25 @@ class ModelEntry:
     build: Callable[..., nn.Module]
     description: str
     uses: frozenset[str]  # which of eps / gamma / sigma_w the model reads
+    gated_variant: str | None = None  # the model a sweep's `gated: true` turns this one into
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, description: str, uses: tuple[str, ...] = ("sigma_w",)):
+def register_model(
+    name: str,
+    *,
+    description: str,
+    uses: tuple[str, ...] = ("sigma_w",),
+    gated_variant: str | None = None,
+):
     """Decorator that adds a constructor to the registry under `name`."""
 
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelEntry(name, build, description, frozenset(uses))
+        _MODELS[name] = ModelEntry(name, build, description, frozenset(uses), gated_variant)
         return build
 
     return add

@@ -87,7 +87,12 @@ def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifie
 _USES = ("eps", "gamma", "sigma_w")
 
 
-@register_model("antisymmetric", description="AntisymmetricRNN, Eq. 12", uses=_USES)
+@register_model(
+    "antisymmetric",
+    description="AntisymmetricRNN, Eq. 12",
+    uses=_USES,
+    gated_variant="antisymmetric_gated",
+)
 def antisymmetric(*, input_size, output_size, hidden, eps, gamma, sigma_w):
     return _classifier(
         input_size, output_size, hidden, eps=eps, gamma=gamma, sigma_w=sigma_w, gated=False

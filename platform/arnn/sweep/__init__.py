@@ -1,0 +1,1 @@
+"""Sweeps: specs (`spec`), Optuna search spaces (`space`), Ray Tune (`tune`)."""

@@ -1,0 +1,346 @@
+"""Sweep specs: YAML -> a validated `Spec`, every problem named by file and key path.
+
+A spec fixes the task, the model and any training setting (`fixed:`), and lists the
+hyperparameters Optuna samples (`params:`); search_spaces/README.md documents the format.
+Nothing is started before a spec has passed every check here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+import yaml
+
+from arnn.config import TrainConfig, config_problems
+from arnn.errors import UsageError
+from arnn.models import list_models, model_entry
+
+Scalar = str | int | float | bool
+METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+# Settings a spec may not search or fix: they say where a trial runs, not what it computes.
+PLACEMENT = ("data_dir", "device", "download")
+_SPEC_ONLY_PARAMS = ("gated",)  # sampled, but not TrainConfig fields themselves
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class _Param(_Strict):
+    # `when: {gated: true}`: the parameter exists only in trials where `gated` is true.
+    when: dict[str, Scalar] | None = None
+
+
+class FloatParam(_Param):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = pydantic.Field(None, gt=0)
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = pydantic.Field(1, ge=1)
+
+
+class CategoricalParam(_Param):
+    type: Literal["categorical"]
+    choices: list[Scalar] = pydantic.Field(min_length=1)
+
+
+class BoolParam(_Param):
+    type: Literal["bool"]
+
+
+Param = Annotated[
+    FloatParam | IntParam | CategoricalParam | BoolParam, pydantic.Field(discriminator="type")
+]
+
+
+class Sampler(_Strict):
+    type: Literal["tpe", "random", "grid"] = "tpe"
+    seed: int = 0
+
+
+class Asha(_Strict):
+    type: Literal["asha"]
+    grace_period: int = pydantic.Field(1, ge=1)
+    reduction_factor: float = pydantic.Field(3.0, gt=1)
+    max_epochs: int | None = pydantic.Field(None, ge=1)
+
+
+class NoScheduler(_Strict):
+    type: Literal["none"]
+
+
+class Resources(_Strict):
+    cpu: float = pydantic.Field(1.0, ge=0)
+    gpu: float = pydantic.Field(0.0, ge=0)
+
+
+class Spec(_Strict):
+    """A validated sweep spec. Build it with `load_spec(path)` or `parse_spec(dict)`."""
+
+    name: str = pydantic.Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    task: str
+    task_options: dict[str, Any] = pydantic.Field(default_factory=dict)
+    model: str
+    fixed: dict[str, Any] = pydantic.Field(default_factory=dict)
+    params: dict[str, Param] = pydantic.Field(default_factory=dict)
+    sampler: Sampler = Sampler()
+    scheduler: Annotated[Asha | NoScheduler, pydantic.Field(discriminator="type")] = Asha(
+        type="asha"
+    )
+    num_samples: int = pydantic.Field(8, ge=1)
+    max_concurrent: int = pydantic.Field(2, ge=1)
+    resources: Resources = Resources()
+    metric: Literal["val_accuracy", "val_loss", "train_accuracy", "train_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+
+    def param_order(self) -> list[str]:
+        """Parameters in an order where every `when` names one sampled before it."""
+        order: list[str] = []
+        pending = dict(self.params)
+        while pending:
+            ready = [n for n, p in pending.items() if set(p.when or {}) <= set(order)]
+            if not ready:  # the rest depend on each other in a cycle: left out
+                break
+            order.extend(ready)
+            for name in ready:
+                del pending[name]
+        return order
+
+    @property
+    def max_epochs(self) -> int:
+        """The length of a full trial in epochs: what ASHA's last rung is."""
+        if isinstance(self.scheduler, Asha) and self.scheduler.max_epochs is not None:
+            return self.scheduler.max_epochs
+        return self.base_config().length[1]
+
+    def grid_size(self) -> int:
+        sizes = [len(param_values(p)) for p in self.params.values()]
+        return math.prod(sizes)
+
+    def base_config(self) -> TrainConfig:
+        """The configuration of everything fixed (sampled values left at their defaults)."""
+        return TrainConfig.model_validate(self._fixed_values())
+
+    def _fixed_values(self) -> dict[str, Any]:
+        return {
+            **self.fixed,
+            "task": self.task,
+            "task_options": self.task_options,
+            "model": self.model,
+        }
+
+    def trial_config(self, sampled: dict[str, Any], **placement: Any) -> TrainConfig:
+        """The configuration of one trial: the fixed settings plus what Optuna sampled."""
+        values = {**self._fixed_values(), **sampled, **placement}
+        if values.pop("gated", False):
+            values["model"] = model_entry(values["model"]).gated_variant
+        return TrainConfig.model_validate(values)
+
+
+def param_values(param) -> list[Scalar]:
+    """Every value a discrete parameter can take (low and high for continuous ones)."""
+    if isinstance(param, CategoricalParam):
+        return list(param.choices)
+    if isinstance(param, BoolParam):
+        return [False, True]
+    if isinstance(param, IntParam) and not param.log:
+        return list(range(param.low, param.high + 1, param.step))
+    return [param.low, param.high]
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a YAML spec; any problem is one UsageError line naming the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read the spec: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise UsageError(
+            f"{path}: not valid YAML{line}: {getattr(error, 'problem', error)}"
+        ) from None
+    return parse_spec(raw, source=str(path))
+
+
+def parse_spec(raw: Any, *, source: str = "spec") -> Spec:
+    if not isinstance(raw, dict):
+        raise UsageError(f"{source}: a spec is a mapping of keys (name, task, model, ...)")
+    try:
+        spec = Spec.model_validate(raw)
+    except pydantic.ValidationError as error:
+        problems = [_describe(item) for item in error.errors()]
+        raise UsageError(f"{source}: " + "; ".join(problems)) from None
+    problems = _cross_checks(spec)
+    if problems:
+        raise UsageError(f"{source}: " + "; ".join(problems))
+    return spec
+
+
+def _describe(item: dict) -> str:
+    # Discriminated unions put the chosen tag in the path ('params.lr.float.low'): drop it.
+    loc = [str(part) for part in item["loc"]]
+    tags = {"float", "int", "categorical", "bool", "asha", "none"}
+    path = ".".join(p for i, p in enumerate(loc) if not (i > 0 and p in tags and i < len(loc) - 1))
+    if item["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    if item["type"] == "missing":
+        return f"{path}: required key is missing"
+    if item["type"] == "union_tag_invalid":
+        tag = item["ctx"]["tag"]
+        return f"{path}.type: must be one of {item['ctx']['expected_tags']}, got {tag!r}"
+    if item["type"] == "union_tag_not_found":
+        return f"{path}: needs a type ({item['ctx']['discriminator']})"
+    message = item["msg"].removeprefix("Value error, ")
+    return f"{path}: {message[0].lower()}{message[1:]}, got {item['input']!r}"
+
+
+def _cross_checks(spec: Spec) -> list[str]:
+    """Checks across keys; each problem names its key path."""
+    problems: list[str] = []
+    searchable = set(TrainConfig.model_fields) - {"task", "task_options", *PLACEMENT}
+    searchable |= set(_SPEC_ONLY_PARAMS)
+    fixable = set(TrainConfig.model_fields) - {"task", "task_options", "model"}
+
+    base = {"task": spec.task, "task_options": spec.task_options, "model": spec.model}
+    base_errors = [(f, m) for f, m in config_problems(base) if f in base]
+    problems.extend(f"{field}: {message}" for field, message in base_errors)
+    if base_errors:
+        return problems  # the rest is checked against a known task and model
+
+    for key in spec.fixed:
+        if key not in fixable:
+            allowed = ", ".join(sorted(fixable - set(PLACEMENT)))
+            problems.append(f"fixed.{key}: unknown setting (allowed: {allowed})")
+        elif key in PLACEMENT:
+            problems.append(f"fixed.{key}: where trials run is set by `arnn sweep`, not a spec")
+        if key in spec.params:
+            problems.append(f"fixed.{key}: also in params; a setting is fixed or sampled")
+    if problems:
+        return problems
+    problems.extend(f"fixed.{f}: {m}" for f, m in config_problems(spec._fixed_values()))
+    if problems:
+        return problems  # the parameters are checked against a valid fixed part
+
+    for name, param in spec.params.items():
+        where = f"params.{name}"
+        if name not in searchable:
+            problems.append(
+                f"{where}: not a searchable setting (allowed: {', '.join(sorted(searchable))})"
+            )
+            continue
+        range_problems = _range_problems(where, param)
+        problems.extend(range_problems)
+        problems.extend(_when_problems(spec, name, param))
+        if range_problems:
+            continue
+        if name == "gated":
+            if not isinstance(param, BoolParam):
+                problems.append(f"{where}: gated is a bool parameter, got type {param.type}")
+            elif model_entry(spec.model).gated_variant is None:
+                problems.append(
+                    f"{where}: model {spec.model!r} has no gated variant (antisymmetric has)"
+                )
+            continue
+        if name == "model":
+            for i, choice in enumerate(param_values(param)):
+                if choice not in list_models():
+                    problems.append(
+                        f"{where}.choices[{i}]: unknown model {choice!r}; allowed: "
+                        f"{', '.join(list_models())}"
+                    )
+            continue
+        # Every value at the edge of the range must make a valid configuration.
+        for label, value in _edges(param):
+            trial = {**spec._fixed_values(), name: value}
+            for field, message in config_problems(trial):
+                if field == name:
+                    problems.append(f"{where}.{label}: {message}")
+
+    problems.extend(_sweep_problems(spec))
+    return problems
+
+
+def _range_problems(where: str, param) -> list[str]:
+    problems = []
+    if isinstance(param, FloatParam | IntParam):
+        if param.low > param.high:
+            problems.append(
+                f"{where}: low <= high must hold, got low={param.low}, high={param.high}"
+            )
+        if param.log and param.low <= 0:
+            problems.append(f"{where}.low: must be > 0 with log: true, got {param.low}")
+        if param.log and isinstance(param, FloatParam) and param.step is not None:
+            problems.append(f"{where}: step and log: true cannot be combined")
+    return problems
+
+
+def _edges(param) -> list[tuple[str, Scalar]]:
+    if isinstance(param, CategoricalParam):
+        return [(f"choices[{i}]", c) for i, c in enumerate(param.choices)]
+    if isinstance(param, BoolParam):
+        return [("type", False), ("type", True)]
+    return [("low", param.low), ("high", param.high)]
+
+
+def _when_problems(spec: Spec, name: str, param) -> list[str]:
+    problems = []
+    for other, value in (param.when or {}).items():
+        where = f"params.{name}.when.{other}"
+        if other == name:
+            problems.append(f"{where}: a parameter cannot depend on itself")
+        elif other not in spec.params:
+            problems.append(f"{where}: no parameter {other!r} in params to depend on")
+        elif isinstance(spec.params[other], FloatParam):
+            problems.append(f"{where}: conditions need a bool, categorical or int parameter")
+        elif value not in param_values(spec.params[other]):
+            problems.append(
+                f"{where}: {value!r} is not a value of {other} ({param_values(spec.params[other])})"
+            )
+    if not problems and name not in spec.param_order():
+        problems.append(f"params.{name}.when: the conditions form a cycle")
+    return problems
+
+
+def _sweep_problems(spec: Spec) -> list[str]:
+    problems = []
+    length_unit, epochs = spec.base_config().length
+    if isinstance(spec.scheduler, Asha):
+        if length_unit != "epochs" or {"epochs", "iterations"} & set(spec.params):
+            problems.append(
+                "scheduler: asha stops trials at epoch milestones; fix the length with "
+                "fixed.epochs (not iterations, not sampled) or use scheduler: {type: none}"
+            )
+        elif spec.scheduler.grace_period > spec.max_epochs:
+            problems.append(
+                f"scheduler.grace_period: must be <= max_epochs ({spec.max_epochs}), got "
+                f"{spec.scheduler.grace_period}"
+            )
+        elif spec.max_epochs != epochs:
+            problems.append(
+                f"scheduler.max_epochs: must equal the trials' length, fixed.epochs = {epochs}, "
+                f"got {spec.max_epochs}"
+            )
+    if spec.sampler.type == "grid":
+        for name, param in spec.params.items():
+            if param.when:
+                problems.append(f"params.{name}.when: the grid sampler takes no conditions")
+            if isinstance(param, FloatParam) or (isinstance(param, IntParam) and param.log):
+                problems.append(
+                    f"params.{name}: the grid sampler needs categorical, bool or linear int "
+                    f"parameters, got {param.type}"
+                )
+    return problems
