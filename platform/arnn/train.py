@@ -246,6 +246,14 @@ class _RunState:
     best_state: dict[str, torch.Tensor] | None = None
 
 
+def checkpoint_epoch(directory: Path) -> int:
+    """The last completed epoch saved in `directory` (0 when it holds no checkpoint)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.exists():
+        return 0
+    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+
+
 def _comparable(config: TrainConfig | dict) -> dict:
     values = config.model_dump(mode="json") if isinstance(config, TrainConfig) else config
     return {k: v for k, v in values.items() if k not in _RESUMABLE_ACROSS}

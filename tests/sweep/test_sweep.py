@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import pickle
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -185,3 +183,73 @@ def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
     for child in children:  # each resumed trial went on from its checkpoint
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert sorted(steps) == [1, 2, 3], steps
+
+
+def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_server):
+    """Head + 2 worker nodes on this machine; one worker is removed mid-trial. Its trial
+    restarts from its last checkpoint on the other node, logging over HTTP to MLflow."""
+    from ray.cluster_utils import Cluster
+
+    slow = {**ADDING, "length": 60, "train_size": 4096}
+    spec = _spec(
+        tmp_path,
+        task_options=slow,
+        params={"lr": {"type": "float", "low": 0.001, "high": 0.01}},
+        sampler={"type": "random", "seed": 2},
+        scheduler={"type": "none"},
+        num_samples=2,
+        fixed={"hidden": 16, "epochs": 4, "val_size": 256, "batch_size": 32},
+    )
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    experiment = "nodes"
+    try:
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "arnn",
+                "sweep",
+                str(spec),
+                "--name",
+                "nodes",
+                "--address",
+                cluster.address,
+                "--storage-path",
+                str(tmp_path / "ray"),
+                "--tracking-uri",
+                mlflow_server,
+                "--experiment",
+                experiment,
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+        def both_running():
+            try:
+                client, _, children = _runs(mlflow_server, experiment)
+            except Exception:
+                return False
+            return len(children) == 2 and all(
+                client.get_metric_history(c.info.run_id, "val_loss") for c in children
+            )
+
+        _wait_for(both_running, 240, "both trials to finish an epoch")
+        cluster.remove_node(workers[0], allow_graceful=False)
+        output, _ = driver.communicate(timeout=400)
+        assert driver.returncode == 0, output[-3000:]
+    finally:
+        cluster.shutdown()
+    client, parents, children = _runs(mlflow_server, experiment)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    retried = [c for c in children if c.data.tags["arnn.attempts"] != "1"]
+    assert len(retried) == 1, [c.data.tags for c in children]
+    assert int(retried[0].data.tags["arnn.resumed_from_epoch"]) >= 1
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2, 3, 4], steps

@@ -33,7 +33,7 @@ from arnn.errors import UsageError
 from arnn.sweep.space import DefineByRun, make_sampler
 from arnn.sweep.spec import Asha, Spec
 from arnn.tracking import STATUS_TAG, TrackedRun, config_params, run_tags
-from arnn.train import EpochMetrics, train
+from arnn.train import EpochMetrics, checkpoint_epoch, train
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG = "arnn.sweep", "arnn.trial_id", "arnn.kind"
 STATE = "arnn_state"  # in every trial result: running, finished or diverged
@@ -73,7 +73,12 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     config = spec.trial_config(sampled, **placement)
     _cap_gpu_memory(spec.resources.gpu)
     trial_id = tune.get_context().get_trial_id()
+    folder = Path(tempfile.mkdtemp(prefix="arnn-trial-"))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        checkpoint.to_directory(str(folder))
     run = _trial_run(settings, trial_id, config, sampled)
+    run.set_tags({"arnn.resumed_from_epoch": checkpoint_epoch(folder)})
     # A trial restarted from an older checkpoint than its last logged epoch redoes those
     # epochs (with the same numbers: same seed, same state); they are logged once.
     logged = run.last_logged_epoch()
@@ -84,11 +89,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
         result = {**metrics.as_dict(), STATE: "running", "mlflow_run_id": run.run_id}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
-    folder = Path(tempfile.mkdtemp(prefix="arnn-trial-"))
     try:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            checkpoint.to_directory(str(folder))
         result = train(config, report=report, checkpoint_dir=folder)
     except SystemExit:  # how tune.report ends a trial that the scheduler stopped
         run.set_tags({STATUS_TAG: "pruned"})
@@ -122,6 +123,8 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
         tracking_uri=settings.tracking_uri, experiment=settings.experiment, tags=tags
     )
     if run is not None:
+        attempts = int(run.client.get_run(run.run_id).data.tags.get("arnn.attempts", "1"))
+        run.set_tags({"arnn.attempts": attempts + 1})
         run.reopen()
         return run
     device = "cuda" if config.device == "auto" and _cuda() else config.device
@@ -135,6 +138,7 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
             TRIAL_TAG: trial_id,
             SWEEP_TAG: settings.name,
             KIND_TAG: "trial",
+            "arnn.attempts": "1",
         },
         parent_run_id=settings.parent_run_id,
     )
