@@ -6,11 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-# The demo's data: $ARNN_DATA_DIR when set, else the data root arnn uses by default.
-DEMO_FLAGS := --task mnist --model antisymmetric --hidden 128 --eps 0.1 --gamma 0.01 \
-	--optimizer adam --lr 0.003 --subset 6000 --epochs 2 --batch-size 128
+# The main job: a sweep of 8 trials on a pixel-MNIST subset (search_spaces/demo.yaml), on an
+# embedded Ray, tracked in sqlite:///mlflow.db. The data root is $ARNN_DATA_DIR when set.
+DEMO_SPEC := search_spaces/demo.yaml
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench overhead clean
 
 install: $(STAMP)
 
@@ -24,10 +24,13 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/arnn train $(DEMO_FLAGS)
+	$(BIN)/arnn sweep $(DEMO_SPEC)
 
 bench: install
 	$(BIN)/arnn bench
 
+overhead: install
+	$(BIN)/python -m arnn.sweep.overhead
+
 clean:
-	rm -rf $(VENV) mlflow.db mlruns mlartifacts .pytest_cache
+	rm -rf $(VENV) mlflow.db mlruns mlartifacts ray_results .pytest_cache

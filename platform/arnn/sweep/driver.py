@@ -6,6 +6,7 @@ import datetime
 import os
 from pathlib import Path
 
+from arnn.data import resolve_data_dir
 from arnn.errors import UsageError
 from arnn.sweep.space import num_trials
 from arnn.sweep.spec import load_spec
@@ -18,6 +19,7 @@ from arnn.sweep.tune import (
     check_address,
     run_sweep,
 )
+from arnn.tasks import create_task
 from arnn.tracking import STATUS_TAG, TrackedRun, absolute_tracking_uri, resolve_tracking_uri
 
 DEFAULT_STORAGE = "ray_results"
@@ -68,6 +70,8 @@ def sweep(
             f"--name: sweep {name!r} exists under {settings.storage_path}; "
             "add --resume to finish it, or choose another name"
         )
+    if address == "local":
+        _check_data(spec, data_dir)
     total = num_trials(spec, samples)
     parent = _parent_run(settings, spec_path, total)
     settings = SweepSettings(**{**settings.__dict__, "parent_run_id": parent.run_id})
@@ -89,6 +93,15 @@ def sweep(
     _summarise(parent, outcome, spec.metric)
     parent.finish("FINISHED")
     return outcome
+
+
+def _check_data(spec, data_dir: str | None) -> None:
+    """On this machine the trials read the data from here: missing data ends the sweep
+    before Ray starts (and is downloaded here once, where the network allows)."""
+    config = spec.base_config()
+    create_task(config.task, config.task_options).load(
+        resolve_data_dir(data_dir or config.data_dir), download=config.download
+    )
 
 
 def _storage(flag: str | None) -> str:

@@ -89,6 +89,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
         result = {**metrics.as_dict(), STATE: "running", "mlflow_run_id": run.run_id}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
+    started = time.perf_counter()
     try:
         result = train(config, report=report, checkpoint_dir=folder)
     except SystemExit:  # how tune.report ends a trial that the scheduler stopped
@@ -101,6 +102,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    run.log_metrics({"train_seconds": time.perf_counter() - started})
     run.log_result(result, config)
     run.finish("FINISHED")
     last = result.history[-1].as_dict() if result.history else {"epoch": 0}
@@ -332,7 +334,7 @@ def _tune_config(settings: SweepSettings, total: int) -> tune.TuneConfig:
         scheduler=scheduler,
         num_samples=total,
         max_concurrent_trials=settings.max_concurrent or spec.max_concurrent,
-        reuse_actors=False,
+        reuse_actors=True,  # a new trial skips the worker's start and imports
         trial_dirname_creator=lambda trial: trial.trial_id,
     )
 
