@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import os
+import tempfile
 from pathlib import Path
+
+import yaml
 
 from arnn.data import resolve_data_dir
 from arnn.errors import UsageError
 from arnn.sweep.space import num_trials
-from arnn.sweep.spec import load_spec
+from arnn.sweep.spec import Spec, load_spec
 from arnn.sweep.tune import (
     KIND_TAG,
     SWEEP_TAG,
@@ -26,7 +29,7 @@ DEFAULT_STORAGE = "ray_results"
 
 
 def sweep(
-    spec_path: str,
+    spec: Spec | str | Path,
     *,
     name: str | None = None,
     samples: int | None = None,
@@ -37,9 +40,13 @@ def sweep(
     max_concurrent: int | None = None,
     data_dir: str | None = None,
     experiment: str = "arnn",
+    tags: dict[str, str] | None = None,
 ) -> SweepOutcome:
-    """Run (or resume) the sweep in `spec_path`; every check happens before Ray starts."""
-    spec = load_spec(spec_path)
+    """Run (or resume) a sweep: a Spec, or the path of its YAML file. Every check happens
+    before Ray starts. `tags` go on the sweep's MLflow run and on every trial's."""
+    spec_file = None if isinstance(spec, Spec) else Path(spec)
+    if spec_file is not None:
+        spec = load_spec(spec_file)
     if samples is not None and samples < 1:
         raise UsageError(f"--samples: must be >= 1, got {samples}")
     if max_concurrent is not None and max_concurrent < 1:
@@ -61,6 +68,7 @@ def sweep(
         max_concurrent=max_concurrent,
         data_dir=data_dir,
         resume=resume,
+        tags=tuple(sorted((tags or {}).items())),
     )
     exists = can_resume(settings)
     if resume and not exists:
@@ -73,7 +81,7 @@ def sweep(
     if address == "local":
         _check_data(spec, data_dir)
     total = num_trials(spec, samples)
-    parent = _parent_run(settings, spec_path, total)
+    parent = _parent_run(settings, total, spec_file)
     settings = SweepSettings(**{**settings.__dict__, "parent_run_id": parent.run_id})
     print(
         f"sweep {name}: {total} trials of {spec.task} / {spec.model}, at most "
@@ -111,7 +119,7 @@ def _storage(flag: str | None) -> str:
     return str(Path(chosen).expanduser().resolve())
 
 
-def _parent_run(settings: SweepSettings, spec_path: str, total: int) -> TrackedRun:
+def _parent_run(settings: SweepSettings, total: int, spec_file: Path | None) -> TrackedRun:
     tags = {SWEEP_TAG: settings.name, KIND_TAG: "sweep"}
     if settings.resume:
         run = TrackedRun.find(
@@ -140,9 +148,14 @@ def _parent_run(settings: SweepSettings, spec_path: str, total: int) -> TrackedR
             "storage_path": settings.storage_path,
             "searched": ",".join(spec.params) or "-",
         },
-        tags={**tags, "arnn.task": spec.task, "arnn.model": spec.model},
+        tags={**tags, "arnn.task": spec.task, "arnn.model": spec.model, **dict(settings.tags)},
     )
-    run.client.log_artifact(run.run_id, spec_path, artifact_path="spec")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "spec.yaml"
+        path.write_text(
+            yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+        )
+        run.client.log_artifact(run.run_id, str(path), artifact_path="spec")
     return run
 
 

@@ -13,6 +13,7 @@ MLflow bookkeeping, and why it sits where it does:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -54,6 +55,7 @@ class SweepSettings:
     data_dir: str | None = None
     resume: bool = False
     parent_run_id: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # set on the sweep's run and on every trial's
 
 
 @dataclass
@@ -141,6 +143,8 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
             SWEEP_TAG: settings.name,
             KIND_TAG: "trial",
             "arnn.attempts": "1",
+            "arnn.sampled": json.dumps(sampled, sort_keys=True),
+            **dict(settings.tags),
         },
         parent_run_id=settings.parent_run_id,
     )

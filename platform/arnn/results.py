@@ -1,0 +1,225 @@
+"""Our results out of MLflow, set beside the published ones: the tables of reproduce/table.py.
+
+A cell is (task, model). Its numbers are the test accuracies of the runs tagged
+`arnn.stage=final` (one per seed, the configuration chosen by the search), FINISHED.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from arnn.published import PublishedRow, PublishedTable
+
+BUDGETS = ("smoke", "quick", "paper")  # a cell shows the largest budget it has runs of
+SELECTION_RULE = (
+    "selection: the search trial with the highest best validation accuracy (5,000 training "
+    "images held out, or the subset's share), then its configuration trained once per seed; "
+    "test accuracy of each seed's best-validation weights"
+)
+
+
+def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
+    """Every run of the experiment as mlflow.search_runs gives it (empty when none)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        return pd.DataFrame()
+    return mlflow.search_runs(experiment_names=[experiment], max_results=50_000)
+
+
+@dataclass
+class Cell:
+    published: float | None
+    n: int = 0
+    mean: float | None = None
+    std: float | None = None
+    units: str | None = None
+    parameters: str | None = None
+    budget: str | None = None
+    searched: int = 0
+    seconds: float = 0.0
+
+    @property
+    def difference(self) -> float | None:
+        if self.mean is None or self.published is None:
+            return None
+        return self.mean - self.published
+
+
+@dataclass
+class Row:
+    published: PublishedRow
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+def _tag(frame: pd.DataFrame, name: str) -> pd.Series:
+    column = f"tags.{name}"
+    return frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
+
+
+def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = None) -> list[Row]:
+    rows = []
+    for published in table.rows:
+        row = Row(published)
+        for task in table.tasks:
+            cell = Cell(published=published.accuracy.get(task))
+            if published.trainable and not frame.empty:
+                _fill(cell, frame, task, published.model, budget)
+            row.cells[task] = cell
+        rows.append(row)
+    return rows
+
+
+def _fill(cell: Cell, frame: pd.DataFrame, task: str, model: str, budget: str | None) -> None:
+    mine = frame[
+        (_tag(frame, "arnn.cell_task") == task) & (_tag(frame, "arnn.cell_model") == model)
+    ]
+    finals = mine[(_tag(mine, "arnn.stage") == "final") & (mine["status"] == "FINISHED")]
+    finals = finals[finals.get("metrics.test_accuracy", pd.Series(dtype=float)).notna()]
+    budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]
+    if budget is not None:
+        budgets = [b for b in budgets if b == budget]
+    if not budgets:
+        return
+    cell.budget = budgets[-1]
+    chosen = finals[_tag(finals, "arnn.budget") == cell.budget]
+    accuracies = 100 * chosen["metrics.test_accuracy"].astype(float)
+    cell.n = len(accuracies)
+    cell.mean = float(accuracies.mean())
+    cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
+    cell.units = str(_tag(chosen, "arnn.units").iloc[0])
+    cell.parameters = str(_tag(chosen, "arnn.parameters").iloc[0])
+    same_budget = mine[_tag(mine, "arnn.budget") == cell.budget]
+    searched = same_budget[
+        (_tag(same_budget, "arnn.stage") == "search") & (_tag(same_budget, "arnn.kind") == "trial")
+    ]
+    cell.searched = len(searched)
+    if "metrics.train_seconds" in same_budget:
+        cell.seconds = float(same_budget["metrics.train_seconds"].fillna(0).sum())
+
+
+def _pct(value: float | None) -> str:
+    return (
+        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+    )
+
+
+def render(table: PublishedTable, rows: list[Row], fmt: str, fill_command: str) -> str:
+    """The table laid out as the paper's, one group of columns per task."""
+    header = ["method"]
+    for heading in table.tasks.values():
+        header += [f"{heading} published", f"{heading} ours (mean ± std, n)", f"{heading} Δ"]
+    header += ["units (ours)", "params (paper)", "params (ours)"]
+    body = []
+    for row in rows:
+        line = [row.published.method]
+        units, params = str(row.published.units), None
+        for cell in row.cells.values():
+            if not row.published.trainable:
+                ours, diff = "cited", ""
+            elif cell.mean is None:
+                ours, diff = "no runs yet", ""
+            else:
+                ours = f"{cell.mean:.1f} ± {cell.std:.1f} (n={cell.n}, {cell.budget})"
+                diff = "" if cell.difference is None else f"{cell.difference:+.1f}"
+                units, params = cell.units or units, cell.parameters
+            line += [_pct(cell.published), ours, diff]
+        line += [units, row.published.params or "—", params or "—"]
+        body.append(line)
+
+    if fmt == "csv":
+        frame = pd.DataFrame(body, columns=header)
+        text = frame.to_csv(index=False)
+    elif fmt == "latex":
+        text = _latex(header, body)
+    else:
+        text = _markdown(header, body)
+    return f"{table.title}\n\n{text}\n" + _footer(table, rows, fill_command)
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(line) + " |" for line in body]
+    return "\n".join(lines)
+
+
+def _latex(header: list[str], body: list[list[str]]) -> str:
+    def escape(text: str) -> str:
+        return (
+            text.replace("&", r"\&")
+            .replace("%", r"\%")
+            .replace("±", r"$\pm$")
+            .replace("Δ", r"$\Delta$")
+            .replace("_", r"\_")
+        )
+
+    lines = [
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(escape(c) for c in line) + r" \\" for line in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def _footer(table: PublishedTable, rows: list[Row], fill_command: str) -> str:
+    cells = [
+        (row, task, cell)
+        for row in rows
+        if row.published.trainable
+        for task, cell in row.cells.items()
+    ]
+    missing = [f"{row.published.method} / {task}" for row, task, cell in cells if cell.mean is None]
+    searched = ", ".join(
+        f"{row.published.model}/{task} {cell.searched}"
+        for row, task, cell in cells
+        if cell.mean is not None
+    )
+    seconds = sum(cell.seconds for _, _, cell in cells)
+    lines = [f"source: {table.source}", SELECTION_RULE]
+    if searched:
+        lines.append(f"trials searched per cell: {searched}")
+    lines.append(
+        f"total compute (training time of every search and final run): "
+        f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
+    )
+    if missing:
+        lines.append(f"no finished runs yet for: {'; '.join(missing)}")
+        lines.append(f"fill them with: {fill_command}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: PublishedTable, rows: list[Row], path: Path) -> None:
+    """Published against ours per trainable cell, ours with ±1 std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, published, ours, spread = [], [], [], []
+    for row in rows:
+        if not row.published.trainable:
+            continue
+        for task, cell in row.cells.items():
+            labels.append(f"{row.published.method}\n{table.tasks[task]}")
+            published.append(math.nan if cell.published is None else cell.published)
+            ours.append(math.nan if cell.mean is None else cell.mean)
+            spread.append(0.0 if cell.std is None else cell.std)
+    positions = range(len(labels))
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(labels)), 4.5))
+    axis.bar([p - 0.2 for p in positions], published, width=0.4, label="published")
+    axis.bar([p + 0.2 for p in positions], ours, width=0.4, yerr=spread, capsize=3, label="ours")
+    axis.set_xticks(list(positions), labels, rotation=45, ha="right", fontsize=7)
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(table.title)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

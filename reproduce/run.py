@@ -1,0 +1,92 @@
+"""Fill one of the paper's tables: a search sweep per trainable cell (the row's spec from
+search_spaces/paper/), the best trial by validation accuracy, then --seeds final runs.
+
+    python reproduce/run.py --table 1 --budget smoke     # minutes on a laptop CPU
+    python reproduce/run.py --table 2 --budget paper --address auto \\
+        --storage-path s3://BUCKET/arnn/ray --tracking-uri http://HEAD:5000
+
+Re-running skips the cells that MLflow already holds complete. Then: reproduce/table.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from arnn.errors import UsageError
+from arnn.published import find_table, load_published
+from arnn.reproduction import BUDGETS, Cell, run_cell
+from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
+
+HERE = Path(__file__).resolve().parent
+PUBLISHED = HERE / "published.yaml"
+SPECS = HERE.parent / "search_spaces" / "paper"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=int, choices=(1, 2), required=True)
+    parser.add_argument("--budget", choices=list(BUDGETS), default="smoke")
+    parser.add_argument("--seeds", type=int, default=3, help="final runs per cell (default 3)")
+    parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
+    parser.add_argument("--model", action="append", help="only these rows' models (repeatable)")
+    parser.add_argument("--address", default="local")
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--experiment", default="arnn")
+    parser.add_argument("--storage-path")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    try:
+        if args.seeds < 1:
+            raise UsageError(f"--seeds: must be >= 1, got {args.seeds}")
+        table = find_table(load_published(PUBLISHED), args.table)
+        cells = [
+            Cell(table.id, row, task)
+            for row, task in table.cells()
+            if (not args.task or task in args.task) and (not args.model or row.model in args.model)
+        ]
+        uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
+        gpus = _has_gpus(args.address)
+        for number, cell in enumerate(cells, 1):
+            print(
+                f"[{number}/{len(cells)}] {cell.row.method} on {cell.task} ({args.budget})",
+                flush=True,
+            )
+            outcome = run_cell(
+                cell,
+                spec_dir=SPECS,
+                budget=BUDGETS[args.budget],
+                seeds=args.seeds,
+                gpus=gpus,
+                tracking_uri=uri,
+                experiment=args.experiment,
+                sweep_options={
+                    "address": args.address,
+                    "storage_path": args.storage_path,
+                    "data_dir": args.data_dir,
+                },
+            )
+            print(f"[{number}/{len(cells)}] {cell.name}: {outcome}", flush=True)
+    except UsageError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 2
+    print(f"\nnow: python reproduce/table.py --table {args.table}")
+    return 0
+
+
+def _has_gpus(address: str) -> bool:
+    """Whether trials may ask for GPUs: a cluster is trusted to have them, this machine is
+    asked."""
+    if address != "local":
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

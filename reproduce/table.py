@@ -1,0 +1,74 @@
+"""The paper's tables with our numbers beside the published ones, read from MLflow.
+
+    python reproduce/table.py                       # Tables 1 and 2 (and the successors)
+    python reproduce/table.py --table 1 --format latex --out table1.tex
+
+Cells without finished runs say so, with the command that fills them. Also writes a PNG
+per table (published against ours, with error bars) beside --out, or in the working
+directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from arnn.errors import UsageError
+from arnn.published import find_table, load_published
+from arnn.results import BUDGETS, build_rows, plot, render, runs_frame
+from arnn.tracking import resolve_tracking_uri
+
+PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--table",
+        type=int,
+        choices=(1, 2, 3),
+        action="append",
+        help="which table (repeatable; default: all)",
+    )
+    parser.add_argument("--experiment", default="arnn", help="MLflow experiment (default: arnn)")
+    parser.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+    parser.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    parser.add_argument(
+        "--budget", choices=BUDGETS, help="show this budget's runs (default: each cell's largest)"
+    )
+    parser.add_argument("--out", type=Path, help="write the tables here instead of printing")
+    parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
+    args = parser.parse_args(argv)
+
+    try:
+        tables = load_published(PUBLISHED)
+        chosen = [find_table(tables, i) for i in (args.table or [t.id for t in tables])]
+        frame = runs_frame(resolve_tracking_uri(args.tracking_uri), args.experiment)
+    except UsageError as error:
+        print(f"table.py: error: {error}", file=sys.stderr)
+        return 2
+
+    texts = []
+    for table in chosen:
+        rows = build_rows(table, frame, args.budget)
+        fill = f"python reproduce/run.py --table {table.id} --budget smoke"
+        texts.append(render(table, rows, args.format, fill))
+        if not args.no_figure and any(r.published.trainable for r in rows):
+            folder = args.out.parent if args.out else Path.cwd()
+            path = folder / f"table{table.id}.png"
+            plot(table, rows, path)
+            texts.append(f"figure: {path}\n")
+    output = "\n".join(texts)
+    if args.out:
+        args.out.write_text(output)
+        print(f"wrote {args.out}")
+    else:
+        print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
