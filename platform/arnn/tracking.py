@@ -112,6 +112,13 @@ class TrackedRun:
         metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
         self.client.log_batch(self.run_id, metrics=metrics)
 
+    def log_series(self, key: str, values: list[float], first_step: int = 1) -> None:
+        """One metric's history, values[i] at step first_step + i, in batches of 1,000."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(v), now, first_step + i) for i, v in enumerate(values)]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+
     def last_logged_epoch(self) -> int:
         """The last epoch this run holds metrics for (0 for none)."""
         history = self.client.get_metric_history(self.run_id, "val_accuracy")
@@ -212,3 +219,16 @@ def absolute_tracking_uri(uri: str) -> str:
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         return prefix + str(Path(uri[len(prefix) :]).resolve())
     return uri
+
+
+def load_trained(tracking_uri: str, run_id: str) -> tuple[TrainConfig, dict]:
+    """The configuration and best-validation weights that `log_result` stored with a run."""
+    client = connect(tracking_uri)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = client.download_artifacts(run_id, "model/weights.pt", folder)
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+    except (MlflowException, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"run {run_id}: no trained weights (model/weights.pt): {first}") from None
+    return TrainConfig.model_validate(saved["config"]), saved["state_dict"]
