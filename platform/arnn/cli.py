@@ -90,6 +90,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(run=_run_sweep)
 
+    ui = commands.add_parser("ui", help="the MLflow UI on the tracking store, on 127.0.0.1")
+    ui.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.set_defaults(run=_run_ui)
+
     tasks = commands.add_parser("tasks", help="list the tasks, their shapes and options")
     tasks.set_defaults(run=_run_tasks)
 
@@ -243,6 +251,33 @@ def _run_sweep(args: argparse.Namespace) -> int:
         experiment=args.experiment,
     )
     return 0
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from arnn.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        raise UsageError(f"--tracking-uri: {uri} is a server already; open it in a browser")
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _run_models(args: argparse.Namespace) -> int:
