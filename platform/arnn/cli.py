@@ -7,6 +7,7 @@ Heavy imports (torch, MLflow) happen inside the subcommand that needs them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -169,7 +170,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from arnn.models import count_parameters
     from arnn.tasks import create_task
-    from arnn.tracking import TrackedRun, config_params, resolve_tracking_uri, run_tags
+    from arnn.tracking import (
+        TrackedRun,
+        absolute_tracking_uri,
+        config_params,
+        resolve_tracking_uri,
+        run_tags,
+    )
     from arnn.train import build_model, load_data, resolve_device, train
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
@@ -179,13 +186,22 @@ def _run_train(args: argparse.Namespace) -> int:
     data = load_data(config, task)  # missing data ends here, before any MLflow run
     tags = run_tags(config, str(device))
     tags["arnn.parameters"] = str(count_parameters(build_model(config, task)))
-    run = TrackedRun.start(
-        tracking_uri=resolve_tracking_uri(args.tracking_uri),
-        experiment=args.experiment,
-        run_name=args.run_name,
-        params=config_params(config),
-        tags=tags,
-    )
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    tracking_uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
+    run = _resumed_run(checkpoint_dir, tracking_uri)  # a resumed run keeps its MLflow run
+    if run is None:
+        run = TrackedRun.start(
+            tracking_uri=tracking_uri,
+            experiment=args.experiment,
+            run_name=args.run_name,
+            params=config_params(config),
+            tags=tags,
+        )
+        if checkpoint_dir is not None:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            record = {"tracking_uri": tracking_uri, "run_id": run.run_id}
+            (checkpoint_dir / RUN_RECORD).write_text(json.dumps(record))
+    logged = run.last_logged_epoch()
     print(
         f"{config.model} on {config.task}: {tags['arnn.parameters']} parameters, "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
@@ -193,7 +209,8 @@ def _run_train(args: argparse.Namespace) -> int:
     )
 
     def report(metrics, checkpoint_dir):
-        run.log_epoch(metrics)
+        if metrics.epoch > logged:
+            run.log_epoch(metrics)
         print(
             f"epoch {metrics.epoch:>3}  train loss {metrics.train_loss:.4f} "
             f"acc {metrics.train_accuracy:.4f}  val loss {metrics.val_loss:.4f} "
@@ -210,7 +227,7 @@ def _run_train(args: argparse.Namespace) -> int:
             report=report,
             data=data,
             progress=progress,
-            checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
+            checkpoint_dir=checkpoint_dir,
         )
     except KeyboardInterrupt:
         run.finish("KILLED")
@@ -230,6 +247,21 @@ def _run_train(args: argparse.Namespace) -> int:
         f"MLflow run {run.run_id}"
     )
     return 0
+
+
+RUN_RECORD = "mlflow_run.json"  # in a checkpoint folder: the MLflow run it belongs to
+
+
+def _resumed_run(checkpoint_dir, tracking_uri: str):
+    """The MLflow run of an interrupted `arnn train --checkpoint-dir`, reopened."""
+    from arnn.tracking import TrackedRun
+
+    if checkpoint_dir is None or not (checkpoint_dir / RUN_RECORD).exists():
+        return None
+    record = json.loads((checkpoint_dir / RUN_RECORD).read_text())
+    if record.get("tracking_uri") != tracking_uri:
+        return None
+    return TrackedRun.attach(tracking_uri=tracking_uri, run_id=record["run_id"])
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
