@@ -110,3 +110,12 @@ def run_arnn(*args: str, cwd: Path, env: dict | None = None, timeout: float = 30
         text=True,
         timeout=timeout,
     )
+
+
+def pytest_configure(config):
+    """Without a GPU, Triton kernels run in its interpreter on the CPU. Set before any
+    kernel module is imported: @triton.jit reads it when a kernel is defined."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -3,6 +3,12 @@ from __future__ import annotations
 from arnn.cli import main
 
 
+def _table(out: str) -> dict[str, list[str]]:
+    lines = out.split("\n\n")[1].splitlines()
+    assert lines[1].split() == ["model", "ms/batch", "x", "nn.RNN(tanh)"]
+    return {line.rsplit(None, 2)[0]: line.rsplit(None, 2)[1:] for line in lines[2:]}
+
+
 def test_bench_prints_each_model_and_its_ratio_to_torch_rnn(capsys):
     args = [
         "bench",
@@ -21,10 +27,9 @@ def test_bench_prints_each_model_and_its_ratio_to_torch_rnn(capsys):
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    table = out.split("\n\n")[1].splitlines()
-    assert table[0].split() == ["model", "ms/batch", "x", "nn.RNN(tanh)"]
-    rows = {line.rsplit(None, 2)[0]: line.rsplit(None, 2)[1:] for line in table[1:]}
-    assert set(rows) == {"antisymmetric", "torch nn.LSTM", "torch nn.RNN(tanh)"}
+    assert "custom: B=4 T=12 H=8 m=1" in out
+    rows = _table(out)
+    assert set(rows) == {"antisymmetric (eager)", "torch nn.LSTM", "torch nn.RNN(tanh)"}
     assert float(rows["torch nn.RNN(tanh)"][1]) == 1.0
     assert all(float(ms) > 0 for ms, _ in rows.values())
 

@@ -169,11 +169,13 @@ def test_tasks_lists_shapes_and_options(capsys):
 
 
 def test_train_resumed_from_its_checkpoint_continues_the_same_mlflow_run(mnist_root, tmp_path):
-    first = run_arnn(*_train_args(mnist_root, "--epochs", "1", "--checkpoint-dir", "ckpt"),
-                     cwd=tmp_path)
+    first = run_arnn(
+        *_train_args(mnist_root, "--epochs", "1", "--checkpoint-dir", "ckpt"), cwd=tmp_path
+    )
     assert first.returncode == 0, first.stderr
-    second = run_arnn(*_train_args(mnist_root, "--epochs", "2", "--checkpoint-dir", "ckpt"),
-                      cwd=tmp_path)
+    second = run_arnn(
+        *_train_args(mnist_root, "--epochs", "2", "--checkpoint-dir", "ckpt"), cwd=tmp_path
+    )
     assert second.returncode == 0, second.stderr
     assert "epoch   1" not in second.stdout and "epoch   2" in second.stdout
     client, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -1,6 +1,11 @@
 """Speed of the recurrences: milliseconds per batch for forward+backward, measured side by
 side in one run and printed as ratios (`arnn bench`, `python -m arnn.bench`).
 
+Rows: the antisymmetric cells on the eager PyTorch path (RecurrenceScan), and on a GPU
+also that path captured whole in a CUDA graph and the fused Triton kernel; torch's own
+nn.RNN(tanh), nn.GRU and nn.LSTM (cuDNN on a GPU). Shapes: MNIST (B=128, T=784, H=128,
+m=1) and CIFAR (B=128, T=1024, H=256, m=3), or your own.
+
 Timed tests would be noise on shared machines; this prints numbers to compare instead.
 """
 
@@ -8,19 +13,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from arnn.errors import UsageError
 from arnn.models import create_model, list_models
 
-# The baseline every ratio is taken against: torch's own tanh RNN (cuDNN on GPU), which has
-# the same dependency chain and arithmetic per step as the antisymmetric cell.
-BASELINE = "rnn"
-DEFAULT_MODELS = ("antisymmetric", "antisymmetric_gated", "rnn", "lstm")
-LABELS = {"rnn": "torch nn.RNN(tanh)", "lstm": "torch nn.LSTM", "gru": "torch nn.GRU"}
+SHAPES = {"mnist": (128, 784, 128, 1), "cifar": (128, 1024, 256, 3)}  # B, T, H, m
+DEFAULT_MODELS = ("antisymmetric", "antisymmetric_gated", "rnn", "gru", "lstm")
+BASELINE = "torch nn.RNN(tanh)"
+TORCH_LABELS = {"rnn": BASELINE, "gru": "torch nn.GRU", "lstm": "torch nn.LSTM"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str
+    model: str
+    kernel: str = "auto"
+    graphed: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,38 +43,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(DEFAULT_MODELS),
         help=f"comma-separated models (default: {','.join(DEFAULT_MODELS)})",
     )
-    parser.add_argument("--batch", type=int, default=128, help="batch size B (default 128)")
-    parser.add_argument("--steps", type=int, default=784, help="sequence length T (default 784)")
-    parser.add_argument("--hidden", type=int, default=128, help="hidden units H (default 128)")
-    parser.add_argument("--input-size", type=int, default=1, help="input size m (default 1)")
+    parser.add_argument(
+        "--shape",
+        choices=[*SHAPES, "all"],
+        help="mnist, cifar or all (default: all on a GPU, mnist on a CPU)",
+    )
+    parser.add_argument("--batch", type=int, help="batch size B (a custom shape)")
+    parser.add_argument("--steps", type=int, help="sequence length T (a custom shape)")
+    parser.add_argument("--hidden", type=int, help="hidden units H (a custom shape)")
+    parser.add_argument("--input-size", type=int, help="input size m (a custom shape)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
 
 
-def time_forward_backward(
-    models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor, repeats: int
-) -> dict[str, float]:
-    """Median milliseconds of one forward+backward per model, after one untimed warm-up.
+def entries(models: list[str], cuda: bool) -> list[Entry]:
+    rows = []
+    for name in models:
+        if name in TORCH_LABELS:
+            rows.append(Entry(TORCH_LABELS[name], name))
+        elif name.startswith("antisymmetric") or name == "ablation":
+            rows.append(Entry(f"{name} (eager)", name, "eager"))
+            if cuda:
+                rows.append(Entry(f"{name} (eager, CUDA graph)", name, "eager", graphed=True))
+                rows.append(Entry(f"{name} (fused)", name, "fused"))
+        else:
+            rows.append(Entry(name, name))
+    if not any(row.label == BASELINE for row in rows):
+        rows.append(Entry(BASELINE, "rnn"))
+    return rows
 
-    The repeats go round the models in turn, so that a machine that slows down or speeds
-    up during the run (shared machines do) shifts every model alike and the ratios hold.
+
+def time_forward_backward(
+    steps: dict[str, Callable[[], None]], repeats: int, cuda: bool
+) -> dict[str, float]:
+    """Median milliseconds per call, after one untimed warm-up.
+
+    The repeats go round the rows in turn, so that a machine that slows down or speeds
+    up during the run (shared machines do) shifts every row alike and the ratios hold.
     """
-    steps = {name: _forward_backward(model, x, y) for name, model in models.items()}
     for step in steps.values():
         step()
-    times: dict[str, list[float]] = {name: [] for name in models}
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            times[name].append(_elapsed_ms(step, x.is_cuda))
+            times[name].append(_elapsed_ms(step, cuda))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def _forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, graphed: bool):
     def step():
-        model.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=not graphed)
         torch.nn.functional.cross_entropy(model(x), y).backward()
 
-    return step
+    if not graphed:
+        return step
+    # Capture forward+backward whole; warm up on a side stream first, as CUDA graphs need.
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return graph.replay
 
 
 def _elapsed_ms(step, cuda: bool) -> float:
@@ -76,6 +123,17 @@ def _elapsed_ms(step, cuda: bool) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _shapes(args, cuda: bool) -> dict[str, tuple[int, int, int, int]]:
+    custom = [args.batch, args.steps, args.hidden, args.input_size]
+    if any(value is not None for value in custom):
+        base = SHAPES[args.shape if args.shape in SHAPES else "mnist"]
+        return {
+            "custom": tuple(v if v is not None else b for v, b in zip(custom, base, strict=True))
+        }
+    chosen = args.shape or ("all" if cuda else "mnist")
+    return dict(SHAPES) if chosen == "all" else {chosen: SHAPES[chosen]}
+
+
 def run(args: argparse.Namespace) -> int:
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in models if name not in list_models()]
@@ -84,39 +142,54 @@ def run(args: argparse.Namespace) -> int:
             f"--models: unknown {', '.join(unknown)}; allowed: {', '.join(list_models())}"
         )
     for flag in ("batch", "steps", "hidden", "input_size", "repeats"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')}: must be >= 1, got {getattr(args, flag)}")
-    if BASELINE not in models:
-        models.append(BASELINE)
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
-
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, args.steps, args.input_size, generator=generator).to(device)
-    y = torch.randint(0, 10, (args.batch,), generator=generator).to(device)
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')}: must be >= 1, got {value}")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device: auto, cpu or cuda, got {args.device!r}")
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if cuda and not torch.cuda.is_available():
+        raise UsageError("--device: cuda asked for, but no CUDA device is available")
+    device = torch.device("cuda" if cuda else "cpu")
+    rows = entries(models, cuda)
     print(
-        f"forward+backward, B={args.batch} T={args.steps} H={args.hidden} "
-        f"m={args.input_size}, {device} ({_device_name(device)}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeats}",
+        f"forward+backward per batch, {device} ({_device_name(device)}), torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}",
         flush=True,
     )
-    built = {}
-    for name in models:
-        torch.manual_seed(0)
-        built[name] = create_model(
-            name, input_size=args.input_size, output_size=10, hidden=args.hidden
-        ).to(device)
-    timings = time_forward_backward(built, x, y, args.repeats)
-
-    base = timings[BASELINE]
-    width = max(len(LABELS.get(n, n)) for n in timings)
-    print(f"\n{'model'.ljust(width)}  {'ms/batch':>9}  {'x nn.RNN(tanh)':>14}")
-    for name, ms in timings.items():
-        print(f"{LABELS.get(name, name).ljust(width)}  {ms:9.1f}  {ms / base:14.2f}")
+    for shape_name, (batch, steps, hidden, inputs) in _shapes(args, cuda).items():
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, steps, inputs, generator=generator).to(device)
+        y = torch.randint(0, 10, (batch,), generator=generator).to(device)
+        calls = {}
+        for row in rows:
+            torch.manual_seed(0)
+            model = create_model(
+                row.model, input_size=inputs, output_size=10, hidden=hidden, kernel=row.kernel
+            ).to(device)
+            calls[row.label] = _step(model, x, y, row.graphed)
+        timings = time_forward_backward(calls, args.repeats, cuda)
+        _print_table(
+            f"{shape_name}: B={batch} T={steps} H={hidden} m={inputs}", rows, timings, cuda
+        )
     return 0
+
+
+def _print_table(title: str, rows: list[Entry], timings: dict[str, float], cuda: bool) -> None:
+    base = timings[BASELINE]
+    width = max(len(row.label) for row in rows)
+    header = f"{'model'.ljust(width)}  {'ms/batch':>9}  {'x nn.RNN(tanh)':>14}"
+    if cuda:
+        header += f"  {'x fused':>8}"
+    print(f"\n{title}\n{header}")
+    for row in rows:
+        ms = timings[row.label]
+        line = f"{row.label.ljust(width)}  {ms:9.2f}  {ms / base:14.2f}"
+        if cuda:
+            fused = timings.get(f"{row.model} (fused)")
+            fused = fused or timings.get("antisymmetric (fused)")
+            line += f"  {ms / fused:8.2f}" if fused else f"  {'':>8}"
+        print(line, flush=True)
 
 
 def _device_name(device: torch.device) -> str:
@@ -126,7 +199,7 @@ def _device_name(device: torch.device) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from arnn.cli import main as cli_main
 
-    return cli_main(["bench", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return cli_main(["bench", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from arnn.kernels import check_kernel
     from arnn.models import count_parameters
     from arnn.tasks import create_task
     from arnn.tracking import (
@@ -182,6 +183,7 @@ def _run_train(args: argparse.Namespace) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
     config = _config_from_args(args)
     device = resolve_device(config.device)
+    check_kernel(config.kernel, device)
     task = create_task(config.task, config.task_options)
     data = load_data(config, task)  # missing data ends here, before any MLflow run
     tags = run_tags(config, str(device))

@@ -76,6 +76,11 @@ class TrainConfig(pydantic.BaseModel):
         None, description="data root (default: $ARNN_DATA_DIR, else ~/.cache/arnn/data)"
     )
     download: bool = pydantic.Field(True, description="download missing data")
+    kernel: Literal["auto", "eager", "fused"] = pydantic.Field(
+        "auto",
+        description="antisymmetric recurrences: fused (Triton, CUDA), eager (PyTorch), or "
+        "auto (fused for float32 on CUDA)",
+    )
     device: str = pydantic.Field(
         "auto", description="auto (CUDA when present), cpu, cuda or cuda:N"
     )

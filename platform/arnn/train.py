@@ -20,6 +20,7 @@ import torch
 from arnn.config import TrainConfig
 from arnn.data import Data, batches, num_batches, prepare_data, resolve_data_dir
 from arnn.errors import UsageError
+from arnn.kernels import check_kernel
 from arnn.models import count_parameters, create_model
 from arnn.tasks import Split, Task, create_task
 
@@ -28,7 +29,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # epoch is scored on the same validation and test sequences.
 VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_003, 2_000_003
 # Settings that change where a run computes, not what: a checkpoint may be resumed across them.
-_RESUMABLE_ACROSS = {"data_dir", "download", "device", "epochs", "iterations"}
+_RESUMABLE_ACROSS = {"data_dir", "download", "device", "kernel", "epochs", "iterations"}
 
 
 @dataclass
@@ -86,6 +87,7 @@ def build_model(config: TrainConfig, task: Task) -> torch.nn.Module:
         eps=config.eps,
         gamma=config.gamma,
         sigma_w=config.sigma_w,
+        kernel=config.kernel,
     )
 
 
@@ -110,6 +112,7 @@ def train(
 ) -> Result:
     """Train one configuration; resume from `checkpoint_dir` when it holds a checkpoint."""
     device = resolve_device(config.device)
+    check_kernel(config.kernel, device)
     task = create_task(config.task, config.task_options)
     data = data or load_data(config, task)
     train_split, val_split, test_split = (s.to(device) for s in (data.train, data.val, data.test))

@@ -60,10 +60,11 @@ def create_model(
     eps: float = 0.01,
     gamma: float = 0.01,
     sigma_w: float = 1.0,
+    kernel: str = "auto",
 ) -> nn.Module:
     """Build a sequence classifier: x [B, T, input_size] -> outputs [B, output_size]."""
     entry = model_entry(name)
-    options = {"eps": eps, "gamma": gamma, "sigma_w": sigma_w}
+    options = {"eps": eps, "gamma": gamma, "sigma_w": sigma_w, "kernel": kernel}
     chosen = {key: value for key, value in options.items() if key in entry.uses}
     return entry.build(input_size=input_size, output_size=output_size, hidden=hidden, **chosen)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from arnn.kernels import choose_scan
 from arnn.models._layers import (
     LoopEncoder,
     SequenceClassifier,
@@ -22,7 +23,6 @@ from arnn.models._layers import (
     init_recurrent_weight_,
 )
 from arnn.models._registry import register_model
-from arnn.models._scan import RecurrenceScan
 
 
 class AntisymmetricEncoder(LoopEncoder):
@@ -36,6 +36,7 @@ class AntisymmetricEncoder(LoopEncoder):
         sigma_w: float,
         gated: bool,
         structured: bool = True,
+        kernel: str = "auto",
     ):
         super().__init__()
         self.hidden = hidden
@@ -43,6 +44,7 @@ class AntisymmetricEncoder(LoopEncoder):
         self.gamma = gamma
         self.gated = gated
         self.structured = structured
+        self.kernel = kernel  # auto, eager or fused: see arnn.kernels.choose_scan
         # Rows [0, H) are V_h, b_h; rows [H, 2H) are V_z, b_z for the gated cell.
         self.input = nn.Linear(input_size, hidden * (2 if gated else 1))
         init_input_weight_(self.input.weight, input_size)
@@ -71,12 +73,14 @@ class AntisymmetricEncoder(LoopEncoder):
 
     def _scan(self, x: torch.Tensor, h0: torch.Tensor | None, keep_states: bool) -> torch.Tensor:
         # A is built once per forward and the input projection of every step is one
-        # matmul; the recurrence itself is RecurrenceScan (see _scan.py).
+        # matmul; the recurrence itself is RecurrenceScan (_scan.py) or, on a GPU, the
+        # fused Triton kernel (arnn.kernels).
         a_t = self.recurrence_matrix().T.contiguous()
         u = self.input(x)
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden)
-        return RecurrenceScan.apply(u, a_t, h0, self.eps, self.gated, keep_states)
+        scan = choose_scan(self.kernel, u)
+        return scan.apply(u, a_t, h0, self.eps, self.gated, keep_states)
 
 
 def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifier:
@@ -84,7 +88,7 @@ def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifie
     return SequenceClassifier(encoder, hidden, output_size)
 
 
-_USES = ("eps", "gamma", "sigma_w")
+_USES = ("eps", "gamma", "sigma_w", "kernel")
 
 
 @register_model(
@@ -93,21 +97,7 @@ _USES = ("eps", "gamma", "sigma_w")
     uses=_USES,
     gated_variant="antisymmetric_gated",
 )
-def antisymmetric(*, input_size, output_size, hidden, eps, gamma, sigma_w):
-    return _classifier(
-        input_size, output_size, hidden, eps=eps, gamma=gamma, sigma_w=sigma_w, gated=False
-    )
-
-
-@register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", uses=_USES)
-def antisymmetric_gated(*, input_size, output_size, hidden, eps, gamma, sigma_w):
-    return _classifier(
-        input_size, output_size, hidden, eps=eps, gamma=gamma, sigma_w=sigma_w, gated=True
-    )
-
-
-@register_model("ablation", description="gated cell, unstructured W (paper's ablation)", uses=_USES)
-def ablation(*, input_size, output_size, hidden, eps, gamma, sigma_w):
+def antisymmetric(*, input_size, output_size, hidden, eps, gamma, sigma_w, kernel):
     return _classifier(
         input_size,
         output_size,
@@ -115,6 +105,35 @@ def ablation(*, input_size, output_size, hidden, eps, gamma, sigma_w):
         eps=eps,
         gamma=gamma,
         sigma_w=sigma_w,
+        kernel=kernel,
+        gated=False,
+    )
+
+
+@register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", uses=_USES)
+def antisymmetric_gated(*, input_size, output_size, hidden, eps, gamma, sigma_w, kernel):
+    return _classifier(
+        input_size,
+        output_size,
+        hidden,
+        eps=eps,
+        gamma=gamma,
+        sigma_w=sigma_w,
+        kernel=kernel,
+        gated=True,
+    )
+
+
+@register_model("ablation", description="gated cell, unstructured W (paper's ablation)", uses=_USES)
+def ablation(*, input_size, output_size, hidden, eps, gamma, sigma_w, kernel):
+    return _classifier(
+        input_size,
+        output_size,
+        hidden,
+        eps=eps,
+        gamma=gamma,
+        sigma_w=sigma_w,
+        kernel=kernel,
         gated=True,
         structured=False,
     )

@@ -21,7 +21,7 @@ from arnn.models import list_models, model_entry
 Scalar = str | int | float | bool
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 # Settings a spec may not search or fix: they say where a trial runs, not what it computes.
-PLACEMENT = ("data_dir", "device", "download")
+PLACEMENT = ("data_dir", "device", "download", "kernel")
 _SPEC_ONLY_PARAMS = ("gated",)  # sampled, but not TrainConfig fields themselves
 
 

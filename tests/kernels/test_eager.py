@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from arnn.kernels.eager import RecurrenceScan
 from arnn.models import create_model
-from arnn.models._scan import RecurrenceScan
 
 
 @pytest.mark.parametrize("gated", [False, True])

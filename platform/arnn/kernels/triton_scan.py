@@ -1,0 +1,214 @@
+"""Triton kernels for the antisymmetric recurrences (Eq. 12 and 13).
+
+Forward: one persistent program per tile of BLOCK_B batch rows walks all T steps with
+A^T held on chip; the input projection u (all steps, one matmul) comes in precomputed.
+It stores, per step, the state that entered the step and the activations, in [B, T, H]
+so that the backward's products need no copy.
+
+Backward: one program per tile walks back in time carrying only dh; it writes
+g_t = dL/dpre_t into the gradient of u. The gradient of A is then one large product,
+dA^T = sum_t h_{t-1}^T g_t, taken by torch after the kernel.
+
+Dots use tf32x3 on tensor cores by default: split precision, as exact as float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from arnn.kernels import interpreting
+
+BLOCK_B = 16
+
+
+@triton.jit
+def _tanh(x):
+    # exp-based, with the series near 0 where 1 - exp(-2|x|) would cancel
+    e = tl.exp(-2.0 * tl.abs(x))
+    big = (1.0 - e) / (1.0 + e)
+    big = tl.where(x < 0, -big, big)
+    x2 = x * x
+    small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))))
+    return tl.where(tl.abs(x) < 0.05, small, big)
+
+
+@triton.jit
+def _forward_kernel(
+    U,
+    A_T,
+    H0,
+    PREV,
+    CAND,
+    GATE,
+    LAST,
+    B,
+    T,
+    eps,
+    H: tl.constexpr,
+    HP: tl.constexpr,
+    BLOCK: tl.constexpr,
+    GATED: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.arange(0, HP)
+    row_ok = rows < B
+    col_ok = cols < H
+    tile_ok = row_ok[:, None] & col_ok[None, :]
+    width = 2 * H if GATED else H
+    a_t = tl.load(
+        A_T + cols[:, None] * H + cols[None, :], mask=col_ok[:, None] & col_ok[None, :], other=0.0
+    )
+    h = tl.load(H0 + rows[:, None] * H + cols[None, :], mask=tile_ok, other=0.0)
+    u_row = U + rows[:, None] * (T * width) + cols[None, :]
+    out_row = rows[:, None] * (T * H) + cols[None, :]
+    for t in range(T):
+        tl.store(PREV + out_row + t * H, h, mask=tile_ok)
+        ah = tl.dot(h, a_t, input_precision=PRECISION)
+        u_h = tl.load(u_row + t * width, mask=tile_ok, other=0.0)
+        candidate = _tanh(ah + u_h)
+        tl.store(CAND + out_row + t * H, candidate, mask=tile_ok)
+        if GATED:
+            u_z = tl.load(u_row + t * width + H, mask=tile_ok, other=0.0)
+            gate = tl.sigmoid(ah + u_z)
+            tl.store(GATE + out_row + t * H, gate, mask=tile_ok)
+            h = h + eps * gate * candidate
+        else:
+            h = h + eps * candidate
+    tl.store(LAST + rows[:, None] * H + cols[None, :], h, mask=tile_ok)
+
+
+@triton.jit
+def _backward_kernel(
+    A_T,
+    CAND,
+    GATE,
+    GRAD_LAST,
+    GRAD_STATES,
+    GRAD_U,
+    GRAD_H0,
+    B,
+    T,
+    eps,
+    H: tl.constexpr,
+    HP: tl.constexpr,
+    BLOCK: tl.constexpr,
+    GATED: tl.constexpr,
+    HAS_LAST: tl.constexpr,
+    HAS_STATES: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.arange(0, HP)
+    row_ok = rows < B
+    col_ok = cols < H
+    tile_ok = row_ok[:, None] & col_ok[None, :]
+    width = 2 * H if GATED else H
+    # A itself: element (i, j) of A is element (j, i) of A^T.
+    a = tl.load(
+        A_T + cols[None, :] * H + cols[:, None], mask=col_ok[:, None] & col_ok[None, :], other=0.0
+    )
+    tile = rows[:, None] * H + cols[None, :]
+    if HAS_LAST:
+        dh = tl.load(GRAD_LAST + tile, mask=tile_ok, other=0.0)
+    else:
+        dh = tl.zeros((BLOCK, HP), dtype=tl.float32)
+    act_row = rows[:, None] * (T * H) + cols[None, :]
+    g_row = GRAD_U + rows[:, None] * (T * width) + cols[None, :]
+    for step in range(T):
+        t = T - 1 - step
+        if HAS_STATES:  # dL/dh_t from the output of every state
+            dh += tl.load(GRAD_STATES + act_row + t * H, mask=tile_ok, other=0.0)
+        candidate = tl.load(CAND + act_row + t * H, mask=tile_ok, other=0.0)
+        if GATED:
+            gate = tl.load(GATE + act_row + t * H, mask=tile_ok, other=0.0)
+            g_h = eps * dh * gate * (1.0 - candidate * candidate)
+            g_z = eps * dh * candidate * gate * (1.0 - gate)
+            tl.store(g_row + t * width, g_h, mask=tile_ok)
+            tl.store(g_row + t * width + H, g_z, mask=tile_ok)
+            g = g_h + g_z
+        else:
+            g = eps * dh * (1.0 - candidate * candidate)
+            tl.store(g_row + t * width, g, mask=tile_ok)
+        dh = dh + tl.dot(g, a, input_precision=PRECISION)
+    tl.store(GRAD_H0 + tile, dh, mask=tile_ok)
+
+
+def _precision() -> str:
+    return "ieee" if interpreting() else "tf32x3"
+
+
+def _launch_settings(hidden: int) -> dict:
+    return {
+        "H": hidden,
+        "HP": max(16, triton.next_power_of_2(hidden)),
+        "BLOCK": BLOCK_B,
+        "PRECISION": _precision(),
+    }
+
+
+class FusedScan(torch.autograd.Function):
+    """The same contract as RecurrenceScan: apply(u, a_t, h0, eps, gated, keep)."""
+
+    @staticmethod
+    def forward(ctx, u, a_t, h0, eps: float, gated: bool, keep: bool):
+        u, a_t, h0 = u.contiguous(), a_t.contiguous(), h0.contiguous()
+        batch, steps, hidden = u.shape[0], u.shape[1], a_t.shape[0]
+        previous = u.new_empty(batch, steps, hidden)
+        candidates = u.new_empty(batch, steps, hidden)
+        gates = u.new_empty(batch, steps, hidden) if gated else candidates
+        last = u.new_empty(batch, hidden)
+        grid = (triton.cdiv(batch, BLOCK_B),)
+        _forward_kernel[grid](
+            u,
+            a_t,
+            h0,
+            previous,
+            candidates,
+            gates,
+            last,
+            batch,
+            steps,
+            float(eps),
+            GATED=gated,
+            **_launch_settings(hidden),
+        )
+        ctx.save_for_backward(a_t, previous, candidates, gates if gated else None)
+        ctx.eps, ctx.gated, ctx.keep = eps, gated, keep
+        ctx.set_materialize_grads(False)
+        if keep:
+            return torch.cat([previous[:, 1:], last.unsqueeze(1)], dim=1)
+        return last
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a_t, previous, candidates, gates = ctx.saved_tensors
+        batch, steps, hidden = previous.shape
+        width = hidden * (2 if ctx.gated else 1)
+        grad_u = previous.new_empty(batch, steps, width)
+        grad_h0 = previous.new_empty(batch, hidden)
+        if grad_out is None:
+            grad_out = previous.new_zeros(batch, hidden)
+        grad_out = grad_out.contiguous()
+        grid = (triton.cdiv(batch, BLOCK_B),)
+        _backward_kernel[grid](
+            a_t,
+            candidates,
+            gates if ctx.gated else candidates,
+            grad_out,
+            grad_out,
+            grad_u,
+            grad_h0,
+            batch,
+            steps,
+            float(ctx.eps),
+            GATED=ctx.gated,
+            HAS_LAST=not ctx.keep,
+            HAS_STATES=ctx.keep,
+            **_launch_settings(hidden),
+        )
+        grad_pre = grad_u[..., :hidden] + grad_u[..., hidden:] if ctx.gated else grad_u
+        grad_a_t = previous.reshape(-1, hidden).T @ grad_pre.reshape(-1, hidden)
+        return grad_u, grad_a_t, grad_h0, None, None, None
