@@ -56,7 +56,9 @@ class RecurrenceScan(torch.autograd.Function):
         eps, gated = ctx.eps, ctx.gated
         a = a_t.T
         hidden, steps = a.shape[0], len(candidates)
-        grad_u = grad_out.new_empty(grad_out.shape[0], steps, hidden * (2 if gated else 1))
+        # time-major storage, as the encoder lays out u: every step writes one block
+        width = hidden * (2 if gated else 1)
+        grad_u = grad_out.new_empty(steps, grad_out.shape[0], width).transpose(0, 1)
         grad_a_t = torch.zeros_like(a_t)
         dh = torch.zeros_like(states[0]) if ctx.keep else grad_out
         # g_t is computed without its factor eps, which the products take as alpha and

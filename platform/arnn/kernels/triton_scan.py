@@ -2,8 +2,8 @@
 
 Forward: one persistent program per tile of BLOCK_B batch rows walks all T steps with
 A^T held on chip; the input projection u (all steps, one matmul) comes in precomputed.
-It stores, per step, the state that entered the step and the activations, in [B, T, H]
-so that the backward's products need no copy.
+It stores, per step, the state that entered the step and the activations, time-major
+[T, B, H] like the gradient of u, so that the backward's product needs no copy.
 
 Backward: one program per tile walks back in time carrying only dh; it writes
 g_t = dL/dpre_t into the gradient of u. The gradient of A is then one large product,
@@ -45,6 +45,8 @@ def _forward_kernel(
     LAST,
     B,
     T,
+    stride_ub,
+    stride_ut,
     eps,
     H: tl.constexpr,
     HP: tl.constexpr,
@@ -57,23 +59,22 @@ def _forward_kernel(
     row_ok = rows < B
     col_ok = cols < H
     tile_ok = row_ok[:, None] & col_ok[None, :]
-    width = 2 * H if GATED else H
     a_t = tl.load(
         A_T + cols[:, None] * H + cols[None, :], mask=col_ok[:, None] & col_ok[None, :], other=0.0
     )
     h = tl.load(H0 + rows[:, None] * H + cols[None, :], mask=tile_ok, other=0.0)
-    u_row = U + rows[:, None] * (T * width) + cols[None, :]
-    out_row = rows[:, None] * (T * H) + cols[None, :]
+    u_row = U + rows[:, None] * stride_ub + cols[None, :]
+    out_row = rows[:, None] * H + cols[None, :]
     for t in range(T):
-        tl.store(PREV + out_row + t * H, h, mask=tile_ok)
+        tl.store(PREV + out_row + t * B * H, h, mask=tile_ok)
         ah = tl.dot(h, a_t, input_precision=PRECISION)
-        u_h = tl.load(u_row + t * width, mask=tile_ok, other=0.0)
+        u_h = tl.load(u_row + t * stride_ut, mask=tile_ok, other=0.0)
         candidate = _tanh(ah + u_h)
-        tl.store(CAND + out_row + t * H, candidate, mask=tile_ok)
+        tl.store(CAND + out_row + t * B * H, candidate, mask=tile_ok)
         if GATED:
-            u_z = tl.load(u_row + t * width + H, mask=tile_ok, other=0.0)
+            u_z = tl.load(u_row + t * stride_ut + H, mask=tile_ok, other=0.0)
             gate = tl.sigmoid(ah + u_z)
-            tl.store(GATE + out_row + t * H, gate, mask=tile_ok)
+            tl.store(GATE + out_row + t * B * H, gate, mask=tile_ok)
             h = h + eps * gate * candidate
         else:
             h = h + eps * candidate
@@ -91,6 +92,8 @@ def _backward_kernel(
     GRAD_H0,
     B,
     T,
+    stride_sb,
+    stride_st,
     eps,
     H: tl.constexpr,
     HP: tl.constexpr,
@@ -115,23 +118,24 @@ def _backward_kernel(
         dh = tl.load(GRAD_LAST + tile, mask=tile_ok, other=0.0)
     else:
         dh = tl.zeros((BLOCK, HP), dtype=tl.float32)
-    act_row = rows[:, None] * (T * H) + cols[None, :]
-    g_row = GRAD_U + rows[:, None] * (T * width) + cols[None, :]
+    act_row = rows[:, None] * H + cols[None, :]
+    g_row = GRAD_U + rows[:, None] * width + cols[None, :]  # time-major [T, B, width]
+    state_row = GRAD_STATES + rows[:, None] * stride_sb + cols[None, :]
     for step in range(T):
         t = T - 1 - step
         if HAS_STATES:  # dL/dh_t from the output of every state
-            dh += tl.load(GRAD_STATES + act_row + t * H, mask=tile_ok, other=0.0)
-        candidate = tl.load(CAND + act_row + t * H, mask=tile_ok, other=0.0)
+            dh += tl.load(state_row + t * stride_st, mask=tile_ok, other=0.0)
+        candidate = tl.load(CAND + act_row + t * B * H, mask=tile_ok, other=0.0)
         if GATED:
-            gate = tl.load(GATE + act_row + t * H, mask=tile_ok, other=0.0)
+            gate = tl.load(GATE + act_row + t * B * H, mask=tile_ok, other=0.0)
             g_h = eps * dh * gate * (1.0 - candidate * candidate)
             g_z = eps * dh * candidate * gate * (1.0 - gate)
-            tl.store(g_row + t * width, g_h, mask=tile_ok)
-            tl.store(g_row + t * width + H, g_z, mask=tile_ok)
+            tl.store(g_row + t * B * width, g_h, mask=tile_ok)
+            tl.store(g_row + t * B * width + H, g_z, mask=tile_ok)
             g = g_h + g_z
         else:
             g = eps * dh * (1.0 - candidate * candidate)
-            tl.store(g_row + t * width, g, mask=tile_ok)
+            tl.store(g_row + t * B * width, g, mask=tile_ok)
         dh = dh + tl.dot(g, a, input_precision=PRECISION)
     tl.store(GRAD_H0 + tile, dh, mask=tile_ok)
 
@@ -154,11 +158,13 @@ class FusedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, a_t, h0, eps: float, gated: bool, keep: bool):
-        u, a_t, h0 = u.contiguous(), a_t.contiguous(), h0.contiguous()
+        if u.stride(-1) != 1:
+            u = u.contiguous()
+        a_t, h0 = a_t.contiguous(), h0.contiguous()
         batch, steps, hidden = u.shape[0], u.shape[1], a_t.shape[0]
-        previous = u.new_empty(batch, steps, hidden)
-        candidates = u.new_empty(batch, steps, hidden)
-        gates = u.new_empty(batch, steps, hidden) if gated else candidates
+        previous = u.new_empty(steps, batch, hidden)  # time-major
+        candidates = u.new_empty(steps, batch, hidden)
+        gates = u.new_empty(steps, batch, hidden) if gated else candidates
         last = u.new_empty(batch, hidden)
         grid = (triton.cdiv(batch, BLOCK_B),)
         _forward_kernel[grid](
@@ -171,6 +177,8 @@ class FusedScan(torch.autograd.Function):
             last,
             batch,
             steps,
+            u.stride(0),
+            u.stride(1),
             float(eps),
             GATED=gated,
             **_launch_settings(hidden),
@@ -179,19 +187,21 @@ class FusedScan(torch.autograd.Function):
         ctx.eps, ctx.gated, ctx.keep = eps, gated, keep
         ctx.set_materialize_grads(False)
         if keep:
-            return torch.cat([previous[:, 1:], last.unsqueeze(1)], dim=1)
+            return torch.cat([previous[1:], last.unsqueeze(0)]).transpose(0, 1)
         return last
 
     @staticmethod
     def backward(ctx, grad_out):
         a_t, previous, candidates, gates = ctx.saved_tensors
-        batch, steps, hidden = previous.shape
+        steps, batch, hidden = previous.shape
         width = hidden * (2 if ctx.gated else 1)
-        grad_u = previous.new_empty(batch, steps, width)
+        grad_u = previous.new_empty(steps, batch, width)  # time-major, like u
         grad_h0 = previous.new_empty(batch, hidden)
         if grad_out is None:
             grad_out = previous.new_zeros(batch, hidden)
-        grad_out = grad_out.contiguous()
+        if grad_out.stride(-1) != 1:
+            grad_out = grad_out.contiguous()
+        states_strides = (grad_out.stride(0), grad_out.stride(1)) if ctx.keep else (0, 0)
         grid = (triton.cdiv(batch, BLOCK_B),)
         _backward_kernel[grid](
             a_t,
@@ -203,6 +213,7 @@ class FusedScan(torch.autograd.Function):
             grad_h0,
             batch,
             steps,
+            *states_strides,
             float(ctx.eps),
             GATED=ctx.gated,
             HAS_LAST=not ctx.keep,
@@ -211,4 +222,4 @@ class FusedScan(torch.autograd.Function):
         )
         grad_pre = grad_u[..., :hidden] + grad_u[..., hidden:] if ctx.gated else grad_u
         grad_a_t = previous.reshape(-1, hidden).T @ grad_pre.reshape(-1, hidden)
-        return grad_u, grad_a_t, grad_h0, None, None, None
+        return grad_u.transpose(0, 1), grad_a_t, grad_h0, None, None, None

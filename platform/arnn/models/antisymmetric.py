@@ -76,7 +76,8 @@ class AntisymmetricEncoder(LoopEncoder):
         # matmul; the recurrence itself is RecurrenceScan (_scan.py) or, on a GPU, the
         # fused Triton kernel (arnn.kernels).
         a_t = self.recurrence_matrix().T.contiguous()
-        u = self.input(x)
+        # u is [B, T, kH] over time-major storage: each step's slice is contiguous.
+        u = self.input(x.transpose(0, 1)).transpose(0, 1)
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden)
         scan = choose_scan(self.kernel, u)
