@@ -35,6 +35,16 @@ def _tanh(x):
 
 
 @triton.jit
+def _tile(B, H: tl.constexpr, HP: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's batch rows and the (padded) hidden columns, with their masks."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.arange(0, HP)
+    col_ok = cols < H
+    tile_ok = (rows < B)[:, None] & col_ok[None, :]
+    return rows, cols, col_ok, tile_ok
+
+
+@triton.jit
 def _forward_kernel(
     U,
     A_T,
@@ -54,11 +64,7 @@ def _forward_kernel(
     GATED: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    cols = tl.arange(0, HP)
-    row_ok = rows < B
-    col_ok = cols < H
-    tile_ok = row_ok[:, None] & col_ok[None, :]
+    rows, cols, col_ok, tile_ok = _tile(B, H, HP, BLOCK)
     a_t = tl.load(
         A_T + cols[:, None] * H + cols[None, :], mask=col_ok[:, None] & col_ok[None, :], other=0.0
     )
@@ -103,11 +109,7 @@ def _backward_kernel(
     HAS_STATES: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    cols = tl.arange(0, HP)
-    row_ok = rows < B
-    col_ok = cols < H
-    tile_ok = row_ok[:, None] & col_ok[None, :]
+    rows, cols, col_ok, tile_ok = _tile(B, H, HP, BLOCK)
     width = 2 * H if GATED else H
     # A itself: element (i, j) of A is element (j, i) of A^T.
     a = tl.load(

@@ -89,6 +89,7 @@ def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifie
     return SequenceClassifier(encoder, hidden, output_size)
 
 
+# What the registry passes on: eps, gamma, sigma_w and kernel.
 _USES = ("eps", "gamma", "sigma_w", "kernel")
 
 
@@ -98,43 +99,15 @@ _USES = ("eps", "gamma", "sigma_w", "kernel")
     uses=_USES,
     gated_variant="antisymmetric_gated",
 )
-def antisymmetric(*, input_size, output_size, hidden, eps, gamma, sigma_w, kernel):
-    return _classifier(
-        input_size,
-        output_size,
-        hidden,
-        eps=eps,
-        gamma=gamma,
-        sigma_w=sigma_w,
-        kernel=kernel,
-        gated=False,
-    )
+def antisymmetric(*, input_size, output_size, hidden, **options):
+    return _classifier(input_size, output_size, hidden, gated=False, **options)
 
 
 @register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", uses=_USES)
-def antisymmetric_gated(*, input_size, output_size, hidden, eps, gamma, sigma_w, kernel):
-    return _classifier(
-        input_size,
-        output_size,
-        hidden,
-        eps=eps,
-        gamma=gamma,
-        sigma_w=sigma_w,
-        kernel=kernel,
-        gated=True,
-    )
+def antisymmetric_gated(*, input_size, output_size, hidden, **options):
+    return _classifier(input_size, output_size, hidden, gated=True, **options)
 
 
 @register_model("ablation", description="gated cell, unstructured W (paper's ablation)", uses=_USES)
-def ablation(*, input_size, output_size, hidden, eps, gamma, sigma_w, kernel):
-    return _classifier(
-        input_size,
-        output_size,
-        hidden,
-        eps=eps,
-        gamma=gamma,
-        sigma_w=sigma_w,
-        kernel=kernel,
-        gated=True,
-        structured=False,
-    )
+def ablation(*, input_size, output_size, hidden, **options):
+    return _classifier(input_size, output_size, hidden, gated=True, structured=False, **options)
