@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # embedded Ray, tracked in sqlite:///mlflow.db. The data root is $ARNN_DATA_DIR when set.
 DEMO_SPEC := search_spaces/demo.yaml
 
-.PHONY: install test demo bench overhead clean
+.PHONY: install test demo bench overhead gpu-check clean
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ demo: install
 
 bench: install
 	$(BIN)/arnn bench
+
+# On a machine with a GPU whose Python already has torch, triton and pytest (no install,
+# no network): the fused kernel's full-shape tests, then the benchmark at both shapes.
+gpu-check:
+	PYTHONPATH=platform $(PYTHON) -m pytest -p no:cacheprovider -q -m gpu tests/kernels
+	PYTHONPATH=platform $(PYTHON) -m arnn.bench --repeats 20
 
 overhead: install
 	$(BIN)/python -m arnn.sweep.overhead

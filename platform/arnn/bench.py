@@ -74,19 +74,21 @@ def entries(models: list[str], cuda: bool) -> list[Entry]:
 
 
 def time_forward_backward(
-    steps: dict[str, Callable[[], None]], repeats: int, cuda: bool
+    steps: dict[str, Callable[[], None]], repeats: int, cuda: bool, rounds: int = 3
 ) -> dict[str, float]:
-    """Median milliseconds per call, after one untimed warm-up.
+    """Median milliseconds per call.
 
-    The repeats go round the rows in turn, so that a machine that slows down or speeds
-    up during the run (shared machines do) shifts every row alike and the ratios hold.
+    Each row is timed in blocks (a warm-up, then repeats in a row), so that what one row
+    leaves in the allocator does not slow or speed the next; and the blocks go round the
+    rows `rounds` times, so that a machine that slows down or speeds up during the run
+    (shared machines do) shifts every row alike and the ratios hold.
     """
-    for step in steps.values():
-        step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
+    per_block = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
         for name, step in steps.items():
-            times[name].append(_elapsed_ms(step, cuda))
+            step()
+            times[name] += [_elapsed_ms(step, cuda) for _ in range(per_block)]
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -197,9 +199,15 @@ def _device_name(device: torch.device) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from arnn.cli import main as cli_main
-
-    return cli_main(["bench", *(argv if argv is not None else sys.argv[1:])])
+    """`python -m arnn.bench`: needs only torch (and triton for the fused rows), so that it
+    runs on a bare GPU machine with PYTHONPATH=platform."""
+    parser = argparse.ArgumentParser(prog="arnn bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except UsageError as error:
+        print(f"arnn: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Fused GPU recurrences (Triton) behind the same interface as the eager RecurrenceScan.
+"""The antisymmetric recurrence, two ways behind one call:
 
-`choose_scan(kernel, tensor)` picks the implementation: "eager" (RecurrenceScan, any
-device), "fused" (Triton: CUDA, or the CPU under TRITON_INTERPRET=1), or "auto" (fused
-for float32 CUDA tensors when Triton is importable, else eager).
+    scan = choose_scan(kernel, x)
+    out = scan(x, input_layer, a_t, h0, eps, gated, keep)
+
+"eager" (RecurrenceScan, any device), "fused" (Triton: CUDA, or the CPU under
+TRITON_INTERPRET=1), or "auto" (fused for float32 CUDA tensors when Triton is
+importable, else eager).
 """
 
 from __future__ import annotations
@@ -43,16 +46,24 @@ def check_kernel(kernel: str, device: torch.device) -> None:
         )
 
 
+def eager_scan(x, input_layer, a_t, h0, eps, gated, keep):
+    return RecurrenceScan.apply(x, input_layer.weight, input_layer.bias, a_t, h0, eps, gated, keep)
+
+
+def fused_scan(x, input_layer, a_t, h0, eps, gated, keep):
+    from arnn.kernels.triton_scan import FusedScan
+
+    # u as [B, T, kH] over time-major storage: each step's slice is one block.
+    u = input_layer(x.transpose(0, 1)).transpose(0, 1)
+    return FusedScan.apply(u, a_t, h0, eps, gated, keep)
+
+
 def choose_scan(kernel: str, tensor: torch.Tensor):
     if kernel == "eager":
-        return RecurrenceScan
+        return eager_scan
     if kernel == "fused":
         check_kernel(kernel, tensor.device)
-        from arnn.kernels.triton_scan import FusedScan
-
-        return FusedScan
+        return fused_scan
     if tensor.is_cuda and tensor.dtype == torch.float32 and triton_available():
-        from arnn.kernels.triton_scan import FusedScan
-
-        return FusedScan
-    return RecurrenceScan
+        return fused_scan
+    return eager_scan

@@ -1,17 +1,21 @@
-"""The antisymmetric recurrence as one autograd Function with a hand-written backward.
+"""The antisymmetric recurrence on the PyTorch path: one autograd Function with a
+hand-written backward, for the CPU (and any device).
 
 The autograd loop records four graph nodes per step. Here the forward runs without a
-graph and keeps only what the backward needs, and the reverse-time loop does, per step,
-one product for the sequential part and one in-place accumulation for the gradient of A:
+graph and the reverse-time loop carries only the sequential part, dh:
 
-    pre_t = h_{t-1} A^T + u_t                       (u_t: the input projection V x_t + b)
+    u     = x V^T + b                             (all steps, one matmul, before the loop)
+    pre_t = h_{t-1} A^T + u_t
     h_t   = h_{t-1} + eps * [z_t *] tanh(pre_t)
-    g_t   = dL/dpre_t,  dh_{t-1} = dh_t + g_t A,  dA += g_t^T h_{t-1},  du_t = g_t
+    g_t   = dL/dpre_t,  dh_{t-1} = dh_t + g_t A,  dA += g_t^T h_{t-1}
+    dV    = sum_t g_t^T x_t,  db = sum_t g_t     (one matmul and one sum, after the loop)
 
-Per-step tensors are kept as small separate tensors rather than slices of [T, B, H]
-buffers: on the CPU every fresh 50 MB buffer costs ~20 ms of page faults, while the
-allocator recycles small blocks. The same Function serves any square A: the
-antisymmetric cells and the unstructured ablation alike.
+Memory is the cost on a CPU: every fresh 50 MB buffer costs ~20 ms of page faults. So one
+time-major buffer [T, B, kH] serves three purposes in turn: it is computed as u, each
+step overwrites its slice with the activations (tanh, and the gate's sigmoid), and the
+backward overwrites those with g_t. The per-step states are small separate tensors, which
+the allocator recycles. The same Function serves any square A: the antisymmetric cells
+and the unstructured ablation alike.
 """
 
 from __future__ import annotations
@@ -21,68 +25,83 @@ from torch.autograd.function import once_differentiable
 
 
 class RecurrenceScan(torch.autograd.Function):
-    """out = RecurrenceScan.apply(u [B,T,kH], a_t = A^T [H,H], h0 [B,H], eps, gated, keep)
+    """out = RecurrenceScan.apply(x [B,T,m], weight [kH,m], bias [kH], a_t = A^T [H,H],
+    h0 [B,H], eps, gated, keep)
 
-    `out` is every state [B, T, H] when `keep`, else h_T [B, H]. Gated: u = [u_h | u_z].
+    weight and bias are the input projection (rows [0, H) for the candidate, [H, 2H) for
+    the gate when gated). `out` is every state [B, T, H] when `keep`, else h_T [B, H].
     """
 
     @staticmethod
-    def forward(ctx, u, a_t, h0, eps: float, gated: bool, keep: bool):
+    def forward(ctx, x, weight, bias, a_t, h0, eps: float, gated: bool, keep: bool):
+        batch, steps, inputs = x.shape
         hidden = a_t.shape[0]
-        states, candidates, gates = [h0], [], []
+        x_rows = x.transpose(0, 1).reshape(steps * batch, inputs)
+        work = torch.addmm(bias, x_rows, weight.T).view(steps, batch, -1)
         h = h0
-        for u_t in u.unbind(1):
+        states = [h0]
+        for t in range(steps):
             if gated:
-                ah = h @ a_t
-                candidate = torch.tanh(ah + u_t[:, :hidden])
-                gate = torch.sigmoid(ah + u_t[:, hidden:])
-                gates.append(gate)
+                candidate, gate = work[t, :, :hidden], work[t, :, hidden:]
+                ah = h @ a_t  # shared between the gate and the candidate
+                candidate.add_(ah).tanh_()
+                gate.add_(ah).sigmoid_()
                 h = torch.addcmul(h, gate, candidate, value=eps)
             else:
-                candidate = torch.tanh(torch.addmm(u_t, h, a_t))
-                h = torch.add(h, candidate, alpha=eps)
-            candidates.append(candidate)
+                step = work[t]
+                step.addmm_(h, a_t).tanh_()
+                h = torch.add(h, step, alpha=eps)
             states.append(h)
-        ctx.save_for_backward(a_t)
-        ctx.states, ctx.candidates, ctx.gates = states, candidates, gates
-        ctx.eps, ctx.gated, ctx.keep = eps, gated, keep
+        ctx.save_for_backward(a_t, weight, x_rows)
+        ctx.work, ctx.states = work, states
+        ctx.eps, ctx.gated, ctx.keep, ctx.input_shape = eps, gated, keep, x.shape
         return torch.stack(states[1:], dim=1) if keep else h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        (a_t,) = ctx.saved_tensors
-        states, candidates, gates = ctx.states, ctx.candidates, ctx.gates
-        eps, gated = ctx.eps, ctx.gated
+        if ctx.work is None:
+            raise RuntimeError(
+                "RecurrenceScan's backward overwrites its saved activations and runs once; "
+                "do not backward through it twice (retain_graph)"
+            )
+        a_t, weight, x_rows = ctx.saved_tensors
+        work, states, eps, gated = ctx.work, ctx.states, ctx.eps, ctx.gated
+        ctx.work = ctx.states = None
         a = a_t.T
-        hidden, steps = a.shape[0], len(candidates)
-        # time-major storage, as the encoder lays out u: every step writes one block
-        width = hidden * (2 if gated else 1)
-        grad_u = grad_out.new_empty(steps, grad_out.shape[0], width).transpose(0, 1)
+        hidden, steps = a.shape[0], work.shape[0]
         grad_a_t = torch.zeros_like(a_t)
         dh = torch.zeros_like(states[0]) if ctx.keep else grad_out
         # g_t is computed without its factor eps, which the products take as alpha and
-        # grad_u receives in one multiplication at the end.
+        # the input projection's gradients receive in one multiplication at the end.
         for t in range(steps - 1, -1, -1):
             if ctx.keep:
                 dh = dh + grad_out[:, t]
             if gated:
-                dcandidate = _tanh_backward(dh * gates[t], candidates[t], grad_u[:, t, :hidden])
-                dgate = _sigmoid_backward(dh * candidates[t], gates[t], grad_u[:, t, hidden:])
-                g = dcandidate + dgate
+                candidate, gate = work[t, :, :hidden], work[t, :, hidden:]
+                to_candidate, to_gate = dh * gate, dh * candidate
+                _tanh_backward(to_candidate, candidate, out=candidate)
+                _sigmoid_backward(to_gate, gate, out=gate)
+                g = candidate + gate
             else:
-                g = _tanh_backward(dh, candidates[t], grad_u[:, t])
+                g = _tanh_backward(dh, work[t], out=work[t])
             grad_a_t.addmm_(states[t].T, g, alpha=eps)
             dh = torch.addmm(dh, g, a, alpha=eps)
-        grad_u.mul_(eps)
-        return grad_u, grad_a_t, dh, None, None, None
+        grad_pre = work.view(steps * work.shape[1], -1).mul_(eps)  # now dL/du, time-major
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            steps_, batch, inputs = ctx.input_shape[1], ctx.input_shape[0], ctx.input_shape[2]
+            grad_x = (grad_pre @ weight).view(steps_, batch, inputs).transpose(0, 1)
+        grad_weight = grad_pre.T @ x_rows
+        grad_bias = grad_pre.sum(0)
+        return grad_x, grad_weight, grad_bias, grad_a_t, dh, None, None, None
 
 
 def _tanh_backward(grad, output, out):
-    """grad * (1 - output^2), written into `out`."""
+    """grad * (1 - output^2), written into `out` (which may be `output` itself)."""
     return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
 
 
 def _sigmoid_backward(grad, output, out):
-    """grad * output * (1 - output), written into `out`."""
+    """grad * output * (1 - output), written into `out` (which may be `output` itself)."""
     return torch.ops.aten.sigmoid_backward.grad_input(grad, output, grad_input=out)

@@ -72,16 +72,14 @@ class AntisymmetricEncoder(LoopEncoder):
         return a - self.gamma * torch.eye(self.hidden, dtype=w.dtype, device=w.device)
 
     def _scan(self, x: torch.Tensor, h0: torch.Tensor | None, keep_states: bool) -> torch.Tensor:
-        # A is built once per forward and the input projection of every step is one
-        # matmul; the recurrence itself is RecurrenceScan (_scan.py) or, on a GPU, the
-        # fused Triton kernel (arnn.kernels).
+        # A is built once per forward; the recurrence, with the input projection of every
+        # step as one matmul before its loop, is arnn.kernels' eager path or, on a GPU,
+        # the fused Triton kernel.
         a_t = self.recurrence_matrix().T.contiguous()
-        # u is [B, T, kH] over time-major storage: each step's slice is contiguous.
-        u = self.input(x.transpose(0, 1)).transpose(0, 1)
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden)
-        scan = choose_scan(self.kernel, u)
-        return scan.apply(u, a_t, h0, self.eps, self.gated, keep_states)
+        scan = choose_scan(self.kernel, x)
+        return scan(x, self.input, a_t, h0, self.eps, self.gated, keep_states)
 
 
 def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifier:
