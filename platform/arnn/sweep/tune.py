@@ -254,7 +254,7 @@ class ConsoleProgress(tune.Callback):
         self._print(trials)
 
     def _print(self, trials) -> None:
-        running = sum(t.status == "RUNNING" for t in trials)
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
         counts = {
             k: sum(v == k for v in self.ended.values())
             for k in ("finished", "pruned", "diverged", "failed")
