@@ -80,24 +80,30 @@ def mlflow_server(tmp_path_factory):
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start:\n{(folder / 'server.log').read_text()}"
-                )
-            time.sleep(0.5)
+        wait_until_serving(uri, server, log_path=folder / "server.log")
         yield uri
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
+
+
+def wait_until_serving(
+    url: str, process: subprocess.Popen, timeout: float = 90, log_path: Path | None = None
+) -> None:
+    """Poll an MLflow server's /health until it answers; fail if the process dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log = log_path.read_text() if log_path else ""
+            raise RuntimeError(f"no server at {url}:\n{log}")
+        time.sleep(0.5)
 
 
 def run_arnn(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300):

@@ -128,17 +128,21 @@ def _epochs_logged(uri: str) -> int:
     return sum(len(client.get_metric_history(c.info.run_id, "val_loss")) for c in children)
 
 
-def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
-    slow = {**ADDING, "length": 60, "train_size": 4096}
-    spec = _spec(
+def _slow_spec(tmp_path: Path, *, samples: int, epochs: int, seed: int) -> Path:
+    """Trials of a few seconds an epoch, all full length: time to kill something."""
+    return _spec(
         tmp_path,
-        task_options=slow,
+        task_options={**ADDING, "length": 60, "train_size": 4096},
         params={"lr": {"type": "float", "low": 0.001, "high": 0.01}},
-        sampler={"type": "random", "seed": 1},
+        sampler={"type": "random", "seed": seed},
         scheduler={"type": "none"},
-        num_samples=3,
-        fixed={"hidden": 16, "epochs": 3, "val_size": 256, "batch_size": 32},
+        num_samples=samples,
+        fixed={"hidden": 16, "epochs": epochs, "val_size": 256, "batch_size": 32},
     )
+
+
+def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
+    spec = _slow_spec(tmp_path, samples=3, epochs=3, seed=1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [
         sys.executable,
@@ -190,16 +194,7 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
     restarts from its last checkpoint on the other node, logging over HTTP to MLflow."""
     from ray.cluster_utils import Cluster
 
-    slow = {**ADDING, "length": 60, "train_size": 4096}
-    spec = _spec(
-        tmp_path,
-        task_options=slow,
-        params={"lr": {"type": "float", "low": 0.001, "high": 0.01}},
-        sampler={"type": "random", "seed": 2},
-        scheduler={"type": "none"},
-        num_samples=2,
-        fixed={"hidden": 16, "epochs": 4, "val_size": 256, "batch_size": 32},
-    )
+    spec = _slow_spec(tmp_path, samples=2, epochs=4, seed=2)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()

@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import yaml
 
 from arnn.sweep.driver import sweep
-from tests.conftest import _free_port
+from tests.conftest import _free_port, wait_until_serving
 
 
 def _post(url: str, body: dict) -> dict:
@@ -51,14 +50,7 @@ def test_arnn_ui_serves_the_sweep_with_its_trials_nested(tmp_path, monkeypatch):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no UI"
-                time.sleep(0.5)
+        wait_until_serving(base, server)
         with urllib.request.urlopen(base + "/", timeout=10) as page:
             assert b"<html" in page.read().lower()
         with urllib.request.urlopen(
