@@ -240,9 +240,7 @@ def _run_train(args: argparse.Namespace) -> int:
     run.log_result(result, config)
     run.finish("FINISHED")
     if result.status == "diverged":
-        print(
-            f"diverged: non-finite loss at step {len(result.history) and result.history[-1].step}"
-        )
+        print(f"diverged: a non-finite loss ended the run after {len(result.history)} full epochs")
     test = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(
         f"test accuracy {test}  ({result.status}; best epoch {result.best_epoch})  "

@@ -33,7 +33,7 @@ def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
 
 
 @dataclass
-class Cell:
+class CellResult:
     published: float | None
     n: int = 0
     mean: float | None = None
@@ -54,7 +54,7 @@ class Cell:
 @dataclass
 class Row:
     published: PublishedRow
-    cells: dict[str, Cell] = field(default_factory=dict)
+    cells: dict[str, CellResult] = field(default_factory=dict)
 
 
 def _tag(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -67,7 +67,7 @@ def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = 
     for published in table.rows:
         row = Row(published)
         for task in table.tasks:
-            cell = Cell(published=published.accuracy.get(task))
+            cell = CellResult(published=published.accuracy.get(task))
             if published.trainable and not frame.empty:
                 _fill(cell, frame, task, published.model, budget)
             row.cells[task] = cell
@@ -75,7 +75,7 @@ def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = 
     return rows
 
 
-def _fill(cell: Cell, frame: pd.DataFrame, task: str, model: str, budget: str | None) -> None:
+def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: str | None) -> None:
     mine = frame[
         (_tag(frame, "arnn.cell_task") == task) & (_tag(frame, "arnn.cell_model") == model)
     ]
