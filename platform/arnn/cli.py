@@ -203,7 +203,6 @@ def _run_train(args: argparse.Namespace) -> int:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             record = {"tracking_uri": tracking_uri, "run_id": run.run_id}
             (checkpoint_dir / RUN_RECORD).write_text(json.dumps(record))
-    logged = run.last_logged_epoch()
     print(
         f"{config.model} on {config.task}: {tags['arnn.parameters']} parameters, "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
@@ -211,8 +210,7 @@ def _run_train(args: argparse.Namespace) -> int:
     )
 
     def report(metrics, checkpoint_dir):
-        if metrics.epoch > logged:
-            run.log_epoch(metrics)
+        run.log_epoch(metrics)
         print(
             f"epoch {metrics.epoch:>3}  train loss {metrics.train_loss:.4f} "
             f"acc {metrics.train_accuracy:.4f}  val loss {metrics.val_loss:.4f} "

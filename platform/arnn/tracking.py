@@ -58,6 +58,7 @@ class TrackedRun:
     def __init__(self, client: MlflowClient, run_id: str):
         self.client = client
         self.run_id = run_id
+        self._last_epoch: int | None = None  # read from the store on the first log_epoch
 
     @classmethod
     def start(
@@ -125,6 +126,14 @@ class TrackedRun:
         return max((m.step for m in history), default=0)
 
     def log_epoch(self, metrics: EpochMetrics) -> None:
+        """An epoch's metrics, once: a run resumed from a checkpoint older than its last
+        logged epoch redoes those epochs (with the same numbers: same seed, same state),
+        and they are not logged again."""
+        if self._last_epoch is None:
+            self._last_epoch = self.last_logged_epoch()
+        if metrics.epoch <= self._last_epoch:
+            return
+        self._last_epoch = metrics.epoch
         values = metrics.as_dict()
         epoch = values.pop("epoch")
         values["epoch_seconds"] = values.pop("seconds")
@@ -157,6 +166,11 @@ class TrackedRun:
 
     def finish(self, status: RunStatus = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+    def close(self, status: RunStatus, label: str) -> None:
+        """Finish with MLflow's `status` and say why in the tag arnn.status (pruned, ...)."""
+        self.set_tags({STATUS_TAG: label})
+        self.finish(status)
 
     def reopen(self) -> None:
         self.client.update_run(self.run_id, status="RUNNING")

@@ -166,9 +166,7 @@ def _close_leftovers(parent: TrackedRun, settings: SweepSettings) -> dict[str, i
         status = run.data.tags.get(STATUS_TAG)
         if run.info.status == "RUNNING":
             status = "pruned"
-            child = TrackedRun(parent.client, run.info.run_id)
-            child.set_tags({STATUS_TAG: status})
-            child.finish("KILLED")
+            TrackedRun(parent.client, run.info.run_id).close("KILLED", status)
         counts[status if status in counts else "failed"] += 1
     return counts
 

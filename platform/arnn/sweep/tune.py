@@ -33,7 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 from arnn.errors import UsageError
 from arnn.sweep.space import DefineByRun, make_sampler
 from arnn.sweep.spec import Asha, Spec
-from arnn.tracking import STATUS_TAG, TrackedRun, config_params, run_tags
+from arnn.tracking import TrackedRun, config_params, run_tags
 from arnn.train import EpochMetrics, checkpoint_epoch, train
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG = "arnn.sweep", "arnn.trial_id", "arnn.kind"
@@ -81,13 +81,9 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
         checkpoint.to_directory(str(folder))
     run = _trial_run(settings, trial_id, config, sampled)
     run.set_tags({"arnn.resumed_from_epoch": checkpoint_epoch(folder)})
-    # A trial restarted from an older checkpoint than its last logged epoch redoes those
-    # epochs (with the same numbers: same seed, same state); they are logged once.
-    logged = run.last_logged_epoch()
 
     def report(metrics: EpochMetrics, checkpoint_dir: Path | None) -> None:
-        if metrics.epoch > logged:
-            run.log_epoch(metrics)
+        run.log_epoch(metrics)
         result = {**metrics.as_dict(), STATE: "running", "mlflow_run_id": run.run_id}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
@@ -95,12 +91,10 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     try:
         result = train(config, report=report, checkpoint_dir=folder)
     except SystemExit:  # how tune.report ends a trial that the scheduler stopped
-        run.set_tags({STATUS_TAG: "pruned"})
-        run.finish("KILLED")
+        run.close("KILLED", "pruned")
         raise
     except BaseException:
-        run.set_tags({STATUS_TAG: "failed"})
-        run.finish("FAILED")
+        run.close("FAILED", "failed")
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -218,8 +212,7 @@ def _close_if_open(settings: SweepSettings, trial_id: str, status: str, label: s
         tracking_uri=settings.tracking_uri, experiment=settings.experiment, tags=tags
     )
     if run is not None and run.status == "RUNNING":
-        run.set_tags({STATUS_TAG: label})
-        run.finish(status)
+        run.close(status, label)
 
 
 class ConsoleProgress(tune.Callback):
