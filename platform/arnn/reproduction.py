@@ -13,7 +13,7 @@ from pathlib import Path
 
 from arnn.models import model_entry
 from arnn.published import PublishedRow
-from arnn.results import runs_frame
+from arnn.results import cell_runs, runs_frame
 from arnn.sweep.driver import sweep
 from arnn.sweep.spec import Spec, load_spec, parse_spec
 
@@ -146,14 +146,7 @@ def run_cell(
 
 
 def _mine(frame, cell: Cell, budget: Budget, stage: str):
-    if frame.empty or "tags.arnn.stage" not in frame:
-        return frame.iloc[0:0]
-    return frame[
-        (frame["tags.arnn.stage"] == stage)
-        & (frame["tags.arnn.cell_task"] == cell.task)
-        & (frame["tags.arnn.cell_model"] == cell.row.model)
-        & (frame["tags.arnn.budget"] == budget.name)
-    ]
+    return cell_runs(frame, cell.task, cell.row.model, stage=stage, budget=budget.name)
 
 
 def _finished(frame, cell: Cell, budget: Budget, stage: str, kind: str) -> int:

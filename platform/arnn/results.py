@@ -62,6 +62,24 @@ def _tag(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
 
 
+def cell_runs(
+    frame: pd.DataFrame,
+    task: str,
+    model: str,
+    *,
+    stage: str | None = None,
+    budget: str | None = None,
+) -> pd.DataFrame:
+    """The runs of one table cell (tags arnn.cell_task and arnn.cell_model), optionally of
+    one stage (search or final) and one budget; empty when the store has none."""
+    keep = (_tag(frame, "arnn.cell_task") == task) & (_tag(frame, "arnn.cell_model") == model)
+    if stage is not None:
+        keep &= _tag(frame, "arnn.stage") == stage
+    if budget is not None:
+        keep &= _tag(frame, "arnn.budget") == budget
+    return frame[keep]
+
+
 def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = None) -> list[Row]:
     rows = []
     for published in table.rows:
@@ -76,9 +94,7 @@ def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = 
 
 
 def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: str | None) -> None:
-    mine = frame[
-        (_tag(frame, "arnn.cell_task") == task) & (_tag(frame, "arnn.cell_model") == model)
-    ]
+    mine = cell_runs(frame, task, model)
     finals = mine[(_tag(mine, "arnn.stage") == "final") & (mine["status"] == "FINISHED")]
     finals = finals[finals.get("metrics.test_accuracy", pd.Series(dtype=float)).notna()]
     budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]
