@@ -12,7 +12,6 @@ written to --out.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -44,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the comparison plots (default ./dynamics)",
     )
     args = parser.parse_args(argv)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_tracking_uri(args.tracking_uri)
 

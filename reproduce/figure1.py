@@ -9,7 +9,6 @@ artifact of a run named figure1.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
@@ -28,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.tracking_uri:
         from arnn.tracking import TrackedRun
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
         run = TrackedRun.start(
             tracking_uri=args.tracking_uri,
             experiment=args.experiment,

@@ -11,7 +11,6 @@ Re-running skips the cells that MLflow already holds complete. Then: reproduce/t
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -38,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-path")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     try:
         if args.seeds < 1:

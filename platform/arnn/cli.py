@@ -163,7 +163,6 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import logging
     from pathlib import Path
 
     from tqdm import tqdm
@@ -180,7 +179,6 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     from arnn.train import build_model, load_data, resolve_device, train
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
     config = _config_from_args(args)
     device = resolve_device(config.device)
     check_kernel(config.kernel, device)
@@ -263,11 +261,9 @@ def _resumed_run(checkpoint_dir, tracking_uri: str):
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    import logging
 
     from arnn.sweep.driver import sweep
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     sweep(
         args.spec,
         name=args.name,

@@ -26,6 +26,9 @@ def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """Every run of the experiment as mlflow.search_runs gives it (empty when none)."""
     import mlflow
 
+    from arnn.tracking import quiet_mlflow
+
+    quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         return pd.DataFrame()

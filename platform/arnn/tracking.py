@@ -6,6 +6,7 @@ that many runs (sweep trials) can be driven from one process.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -187,8 +188,15 @@ class TrackedRun:
         )
 
 
+def quiet_mlflow() -> None:
+    """MLflow logs its SQLite schema migrations at INFO on every new store: keep our
+    commands' output to what they say themselves."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def connect(tracking_uri: str) -> MlflowClient:
     """A client for the tracking store; an unusable URI is one UsageError line."""
+    quiet_mlflow()
     try:
         client = MlflowClient(tracking_uri=tracking_uri)
         client.search_experiments(max_results=1)  # fails now, not after training

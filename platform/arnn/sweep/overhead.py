@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import logging
 import os
 import tempfile
 import time
@@ -30,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--concurrent", type=int, default=1)
     args = parser.parse_args(argv)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     from mlflow.tracking import MlflowClient
 
