@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from arnn.budgets import BUDGETS
 from arnn.errors import UsageError
 from arnn.published import find_table, load_published
-from arnn.reproduction import BUDGETS, Cell, run_cell
+from arnn.reproduction import Cell, run_cell
 from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
 
 HERE = Path(__file__).resolve().parent

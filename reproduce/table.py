@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from arnn.budgets import BUDGETS
 from arnn.errors import UsageError
 from arnn.published import find_table, load_published
-from arnn.results import BUDGETS, build_rows, plot, render, runs_frame
+from arnn.results import build_rows, plot, render, runs_frame
 from arnn.tracking import resolve_tracking_uri
 
 PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     parser.add_argument(
-        "--budget", choices=BUDGETS, help="show this budget's runs (default: each cell's largest)"
+        "--budget",
+        choices=list(BUDGETS),
+        help="show this budget's runs (default: each cell's largest)",
     )
     parser.add_argument("--out", type=Path, help="write the tables here instead of printing")
     parser.add_argument("--no-figure", action="store_true", help="skip the PNG")

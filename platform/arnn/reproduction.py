@@ -11,35 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from arnn.budgets import Budget
 from arnn.models import model_entry
 from arnn.published import PublishedRow
 from arnn.results import cell_runs, runs_frame
 from arnn.sweep.driver import sweep
 from arnn.sweep.spec import Spec, load_spec, parse_spec
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much of the paper's protocol a run spends. None keeps the spec's own value."""
-
-    name: str
-    subset: int | None
-    epochs: int | None
-    samples: int | None
-    final_epochs: int | None
-    cpu_only: bool
-
-
-BUDGETS = {
-    # minutes on a laptop CPU: the whole path, tiny numbers
-    "smoke": Budget("smoke", subset=512, epochs=2, samples=2, final_epochs=2, cpu_only=True),
-    # an hour or so on a GPU: real but short training
-    "quick": Budget("quick", subset=10_000, epochs=5, samples=12, final_epochs=10, cpu_only=False),
-    # the paper's iteration counts and full grids
-    "paper": Budget(
-        "paper", subset=None, epochs=None, samples=None, final_epochs=None, cpu_only=False
-    ),
-}
 
 
 @dataclass(frozen=True)

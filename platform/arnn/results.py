@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from arnn.budgets import BUDGETS
 from arnn.published import PublishedRow, PublishedTable
 
-BUDGETS = ("smoke", "quick", "paper")  # a cell shows the largest budget it has runs of
 SELECTION_RULE = (
     "selection: the search trial with the highest best validation accuracy (5,000 training "
     "images held out, or the subset's share), then its configuration trained once per seed; "
@@ -100,7 +100,7 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
     mine = cell_runs(frame, task, model)
     finals = mine[(_tag(mine, "arnn.stage") == "final") & (mine["status"] == "FINISHED")]
     finals = finals[finals.get("metrics.test_accuracy", pd.Series(dtype=float)).notna()]
-    budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]
+    budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]  # the largest wins
     if budget is not None:
         budgets = [b for b in budgets if b == budget]
     if not budgets:

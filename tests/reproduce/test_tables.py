@@ -22,6 +22,21 @@ def _script(name: str, *args: str, cwd: Path, timeout: float = 600):
     )
 
 
+def test_the_packages_paper_figures_agree_with_the_published_tables():
+    """`arnn models` carries the paper's parameter figures itself (an installed package cannot
+    read reproduce/); they must say what published.yaml says, row for row."""
+    from arnn.paper import PAPER_PARAMETERS
+    from arnn.published import load_published
+
+    published = {
+        (row.model, task, row.units): row.params
+        for table in load_published(REPRODUCE / "published.yaml")
+        if table.id in (1, 2)
+        for row, task in table.cells()
+    }
+    assert PAPER_PARAMETERS == {key: figure for key, figure in published.items() if figure}
+
+
 def test_an_empty_store_still_prints_the_published_tables(tmp_path):
     done = _script("table.py", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

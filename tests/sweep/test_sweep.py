@@ -189,9 +189,26 @@ def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
         assert sorted(steps) == [1, 2, 3], steps
 
 
+def _lose_node(cluster, node) -> None:
+    """What losing a machine does: its raylet and every process it started die at once.
+    (Cluster.remove_node alone leaves the node's workers running until they notice.)"""
+    import psutil
+    from ray._private import ray_constants
+
+    (raylet,) = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]
+    workers = psutil.Process(raylet.process.pid).children(recursive=True)
+    cluster.remove_node(node, allow_graceful=False)
+    for worker in workers:
+        try:
+            worker.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_server):
-    """Head + 2 worker nodes on this machine; one worker is removed mid-trial. Its trial
-    restarts from its last checkpoint on the other node, logging over HTTP to MLflow."""
+    """Head + 2 worker nodes on this machine; the node of a running trial is removed
+    mid-trial. That trial restarts from its last checkpoint on the other node, logging over
+    HTTP to MLflow."""
     from ray.cluster_utils import Cluster
 
     spec = _slow_spec(tmp_path, samples=2, epochs=4, seed=2)
@@ -224,17 +241,22 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
             text=True,
         )
 
-        def both_running():
+        def running_trial_node():
+            """The node of a running trial that has logged 1 or 2 of its 4 epochs."""
             try:
                 client, _, children = _runs(mlflow_server, experiment)
             except Exception:
-                return False
-            return len(children) == 2 and all(
-                client.get_metric_history(c.info.run_id, "val_loss") for c in children
-            )
+                return None
+            for child in children:
+                if child.info.status != "RUNNING" or "arnn.node_id" not in child.data.tags:
+                    continue
+                if 1 <= len(client.get_metric_history(child.info.run_id, "val_loss")) <= 2:
+                    return child.data.tags["arnn.node_id"]
+            return None
 
-        _wait_for(both_running, 240, "both trials to finish an epoch")
-        cluster.remove_node(workers[0], allow_graceful=False)
+        node_id = _wait_for(running_trial_node, 240, "a running trial to finish an epoch")
+        (doomed,) = [w for w in workers if w.node_id == node_id]
+        _lose_node(cluster, doomed)
         output, _ = driver.communicate(timeout=400)
         assert driver.returncode == 0, output[-3000:]
     finally:
@@ -243,7 +265,9 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
     retried = [c for c in children if c.data.tags["arnn.attempts"] != "1"]
-    assert len(retried) == 1, [c.data.tags for c in children]
+    attempts = [(c.data.tags["arnn.node_id"][:8], c.data.tags["arnn.attempts"]) for c in children]
+    assert len(retried) == 1, f"removed {node_id[:8]}; (node, attempts): {attempts}\n{output}"
+    assert retried[0].data.tags["arnn.node_id"] != node_id  # its last attempt ran elsewhere
     assert int(retried[0].data.tags["arnn.resumed_from_epoch"]) >= 1
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
