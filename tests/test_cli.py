@@ -127,6 +127,11 @@ BAD_INPUTS = [
     (["--task-option", "noise"], "--task-option: expected KEY=VALUE"),
     (["--device", "tpu"], "--device: must be auto, cpu, cuda or cuda:N"),
     (["--colour", "red"], "unrecognized arguments: --colour red"),
+    (
+        ["--kernel", "fused", "--hidden", "256"],
+        "--kernel: fused supports hidden sizes up to 128 (A must fit in one GPU core's shared "
+        "memory), got hidden 256; use auto or eager",
+    ),
 ]
 
 

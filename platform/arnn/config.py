@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pydantic
 
 from arnn.errors import UsageError
+from arnn.kernels import FUSED_MAX_HIDDEN, check_fused_fits
 from arnn.models import model_entry
 from arnn.tasks import task_entry, validate_task_options
 
@@ -79,7 +80,7 @@ class TrainConfig(pydantic.BaseModel):
     kernel: Literal["auto", "eager", "fused"] = pydantic.Field(
         "auto",
         description="antisymmetric recurrences: fused (Triton, CUDA), eager (PyTorch), or "
-        "auto (fused for float32 on CUDA)",
+        f"auto (fused for float32 on CUDA up to hidden {FUSED_MAX_HIDDEN})",
     )
     device: str = pydantic.Field(
         "auto", description="auto (CUDA when present), cpu, cuda or cuda:N"
@@ -113,6 +114,14 @@ class TrainConfig(pydantic.BaseModel):
         if iterations is not None and info.data.get("epochs") is not None:
             raise ValueError("give epochs or iterations, not both")
         return iterations
+
+    @pydantic.field_validator("kernel")
+    @classmethod
+    def _kernel_fits(cls, kernel: str, info: pydantic.ValidationInfo) -> str:
+        if kernel == "fused" and "hidden" in info.data:
+            with _as_value_error():
+                check_fused_fits(info.data["hidden"])
+        return kernel
 
     @pydantic.field_validator("device")
     @classmethod

@@ -11,6 +11,7 @@ import torch
 
 pytest.importorskip("triton")
 
+from arnn.errors import UsageError  # noqa: E402
 from arnn.kernels import choose_scan, eager_scan, fused_scan  # noqa: E402
 from arnn.kernels.eager import RecurrenceScan  # noqa: E402
 from arnn.models import create_model  # noqa: E402
@@ -102,18 +103,22 @@ def test_models_take_the_fused_kernel_on_request(name):
         torch.testing.assert_close(grads[1][key], grads[0][key], rtol=1e-4, atol=1e-5)
 
 
-def test_auto_takes_eager_on_the_cpu_and_fused_on_cuda():
+def test_auto_takes_eager_on_the_cpu_and_fused_on_cuda_where_it_fits():
     cpu = torch.zeros(1)
-    assert choose_scan("auto", cpu) is eager_scan
-    assert choose_scan("eager", cpu) is eager_scan
-    assert choose_scan("fused", cpu) is fused_scan  # under the interpreter here
+    assert choose_scan("auto", cpu, 128) is eager_scan
+    assert choose_scan("eager", cpu, 128) is eager_scan
+    assert choose_scan("fused", cpu, 128) is fused_scan  # under the interpreter here
+    with pytest.raises(UsageError, match="up to 128 .*got hidden 256"):
+        choose_scan("fused", cpu, 256)
     if GPU:
-        assert choose_scan("auto", cpu.cuda()) is fused_scan
+        assert choose_scan("auto", cpu.cuda(), 128) is fused_scan
+        assert choose_scan("auto", cpu.cuda(), 256) is eager_scan
+        assert choose_scan("auto", cpu.cuda().double(), 128) is eager_scan
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA device")
-@pytest.mark.parametrize("hidden", [32, 64, 128, 256])
+@pytest.mark.parametrize("hidden", [32, 64, 128])  # the limit: arnn.kernels.FUSED_MAX_HIDDEN
 @pytest.mark.parametrize("gated", [False, True])
 @pytest.mark.parametrize(("eps", "gamma"), [(0.01, 0.01), (0.1, 0.001), (1.0, 0.001)])
 def test_full_shapes_on_the_gpu(hidden, gated, eps, gamma):

@@ -1,11 +1,11 @@
 """The antisymmetric recurrence, two ways behind one call:
 
-    scan = choose_scan(kernel, x)
+    scan = choose_scan(kernel, x, hidden)
     out = scan(x, input_layer, a_t, h0, eps, gated, keep)
 
 "eager" (RecurrenceScan, any device), "fused" (Triton: CUDA, or the CPU under
-TRITON_INTERPRET=1), or "auto" (fused for float32 CUDA tensors when Triton is
-importable, else eager).
+TRITON_INTERPRET=1, for hidden sizes up to FUSED_MAX_HIDDEN), or "auto" (fused for
+float32 CUDA tensors where it can run, else eager).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from arnn.errors import UsageError
 from arnn.kernels.eager import RecurrenceScan
 
 KERNELS = ("auto", "eager", "fused")
+# The fused kernels hold A^T on one SM, split in two tf32 parts: 2 * 4 * H^2 bytes of
+# shared memory. H = 256 would need 512 KiB; an H100 has 227 KiB.
+FUSED_MAX_HIDDEN = 128
 
 
 @functools.cache
@@ -32,6 +35,15 @@ def triton_available() -> bool:
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def check_fused_fits(hidden: int) -> None:
+    """The hidden-size limit of the fused kernels (a property of the configuration)."""
+    if hidden > FUSED_MAX_HIDDEN:
+        raise UsageError(
+            f"fused supports hidden sizes up to {FUSED_MAX_HIDDEN} (A must fit in one GPU "
+            f"core's shared memory), got hidden {hidden}; use auto or eager"
+        )
 
 
 def check_kernel(kernel: str, device: torch.device) -> None:
@@ -58,12 +70,14 @@ def fused_scan(x, input_layer, a_t, h0, eps, gated, keep):
     return FusedScan.apply(u, a_t, h0, eps, gated, keep)
 
 
-def choose_scan(kernel: str, tensor: torch.Tensor):
+def choose_scan(kernel: str, tensor: torch.Tensor, hidden: int):
     if kernel == "eager":
         return eager_scan
     if kernel == "fused":
+        check_fused_fits(hidden)
         check_kernel(kernel, tensor.device)
         return fused_scan
-    if tensor.is_cuda and tensor.dtype == torch.float32 and triton_available():
+    fits = hidden <= FUSED_MAX_HIDDEN and tensor.dtype == torch.float32
+    if tensor.is_cuda and fits and triton_available():
         return fused_scan
     return eager_scan

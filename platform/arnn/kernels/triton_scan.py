@@ -9,7 +9,14 @@ Backward: one program per tile walks back in time carrying only dh; it writes
 g_t = dL/dpre_t into the gradient of u. The gradient of A is then one large product,
 dA^T = sum_t h_{t-1}^T g_t, taken by torch after the kernel.
 
-Dots use tf32x3 on tensor cores by default: split precision, as exact as float32.
+Products are float32-exact on tf32 tensor cores: each operand is split into a tf32 high
+part and a tf32 low part, and the three products that matter are taken independently
+(no dependent chain between them) and summed, small ones first. Triton's own "tf32x3"
+chains the three through one accumulator, which triples the latency of every step.
+
+Hidden sizes up to arnn.kernels.FUSED_MAX_HIDDEN: the high and low parts of A^T live in
+one SM's shared memory, 2 * 4 * H^2 bytes, 128 KiB at H = 128; at H = 256 they would need
+512 KiB where an H100 has 227 KiB, so larger models take the eager path.
 """
 
 from __future__ import annotations
@@ -17,8 +24,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from arnn.kernels import interpreting
 
 BLOCK_B = 16
 
@@ -35,6 +40,44 @@ def _tanh(x):
 
 
 @triton.jit
+def _round_tf32(x):
+    """x rounded to the nearest tf32 number (10 mantissa bits), ties away from zero."""
+    bits = x.to(tl.uint32, bitcast=True)
+    return ((bits + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _split_tf32(x):
+    """x = high + low to within 2^-22 of x, both exact tf32 numbers."""
+    high = _round_tf32(x)
+    return high, _round_tf32(x - high)
+
+
+@triton.jit
+def _dot_f32(x, y_high, y_low):
+    """x @ y as exact as float32, on tf32 tensor cores; y comes split (it is loop-invariant).
+    The three products are independent; only low @ low (below 2^-22) is left out."""
+    x_high, x_low = _split_tf32(x)
+    low_high = tl.dot(x_low, y_high, input_precision="tf32")
+    high_low = tl.dot(x_high, y_low, input_precision="tf32")
+    high_high = tl.dot(x_high, y_high, input_precision="tf32")
+    # Subtractions where one would write additions: Triton folds "dot + x" into the dot's
+    # accumulator, which would chain the three products again.
+    return high_high - ((0.0 - low_high) - high_low)
+
+
+@triton.jit
+def _transpose_split(M, cols, col_ok, H: tl.constexpr):
+    """M^T (M row-major H x H) as a dot's right operand, split into its tf32 parts. Read
+    this way round, the operand's K dimension is contiguous, which lets the tensor cores'
+    loads from shared memory take whole 8x8 tiles (ldmatrix) instead of single words."""
+    m_t = tl.load(
+        M + cols[None, :] * H + cols[:, None], mask=col_ok[:, None] & col_ok[None, :], other=0.0
+    )
+    return _split_tf32(m_t)
+
+
+@triton.jit
 def _tile(B, H: tl.constexpr, HP: tl.constexpr, BLOCK: tl.constexpr):
     """This program's batch rows and the (padded) hidden columns, with their masks."""
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -47,7 +90,7 @@ def _tile(B, H: tl.constexpr, HP: tl.constexpr, BLOCK: tl.constexpr):
 @triton.jit
 def _forward_kernel(
     U,
-    A_T,
+    A,
     H0,
     PREV,
     CAND,
@@ -62,28 +105,34 @@ def _forward_kernel(
     HP: tl.constexpr,
     BLOCK: tl.constexpr,
     GATED: tl.constexpr,
-    PRECISION: tl.constexpr,
 ):
     rows, cols, col_ok, tile_ok = _tile(B, H, HP, BLOCK)
-    a_t = tl.load(
-        A_T + cols[:, None] * H + cols[None, :], mask=col_ok[:, None] & col_ok[None, :], other=0.0
-    )
+    a_t_high, a_t_low = _transpose_split(A, cols, col_ok, H)
     h = tl.load(H0 + rows[:, None] * H + cols[None, :], mask=tile_ok, other=0.0)
     u_row = U + rows[:, None] * stride_ub + cols[None, :]
     out_row = rows[:, None] * H + cols[None, :]
+    u_h = tl.load(u_row, mask=tile_ok, other=0.0)
+    u_z = u_h
+    if GATED:
+        u_z = tl.load(u_row + H, mask=tile_ok, other=0.0)
     for t in range(T):
+        # The next step's inputs, asked for now: their latency hides behind this step.
+        ahead = tile_ok & (t + 1 < T)
+        u_h_next = tl.load(u_row + (t + 1) * stride_ut, mask=ahead, other=0.0)
+        u_z_next = u_h_next
+        if GATED:
+            u_z_next = tl.load(u_row + (t + 1) * stride_ut + H, mask=ahead, other=0.0)
         tl.store(PREV + out_row + t * B * H, h, mask=tile_ok)
-        ah = tl.dot(h, a_t, input_precision=PRECISION)
-        u_h = tl.load(u_row + t * stride_ut, mask=tile_ok, other=0.0)
+        ah = _dot_f32(h, a_t_high, a_t_low)
         candidate = _tanh(ah + u_h)
         tl.store(CAND + out_row + t * B * H, candidate, mask=tile_ok)
         if GATED:
-            u_z = tl.load(u_row + t * stride_ut + H, mask=tile_ok, other=0.0)
             gate = tl.sigmoid(ah + u_z)
             tl.store(GATE + out_row + t * B * H, gate, mask=tile_ok)
             h = h + eps * gate * candidate
         else:
             h = h + eps * candidate
+        u_h, u_z = u_h_next, u_z_next
     tl.store(LAST + rows[:, None] * H + cols[None, :], h, mask=tile_ok)
 
 
@@ -107,14 +156,10 @@ def _backward_kernel(
     GATED: tl.constexpr,
     HAS_LAST: tl.constexpr,
     HAS_STATES: tl.constexpr,
-    PRECISION: tl.constexpr,
 ):
     rows, cols, col_ok, tile_ok = _tile(B, H, HP, BLOCK)
     width = 2 * H if GATED else H
-    # A itself: element (i, j) of A is element (j, i) of A^T.
-    a = tl.load(
-        A_T + cols[None, :] * H + cols[:, None], mask=col_ok[:, None] & col_ok[None, :], other=0.0
-    )
+    a_high, a_low = _transpose_split(A_T, cols, col_ok, H)
     tile = rows[:, None] * H + cols[None, :]
     if HAS_LAST:
         dh = tl.load(GRAD_LAST + tile, mask=tile_ok, other=0.0)
@@ -138,21 +183,18 @@ def _backward_kernel(
         else:
             g = eps * dh * (1.0 - candidate * candidate)
             tl.store(g_row + t * B * width, g, mask=tile_ok)
-        dh = dh + tl.dot(g, a, input_precision=PRECISION)
+        dh = dh + _dot_f32(g, a_high, a_low)
     tl.store(GRAD_H0 + tile, dh, mask=tile_ok)
 
 
-def _precision() -> str:
-    return "ieee" if interpreting() else "tf32x3"
+def launch_settings(hidden: int) -> dict:
+    """The constants and warps of both kernels for a hidden size up to FUSED_MAX_HIDDEN.
 
-
-def _launch_settings(hidden: int) -> dict:
-    return {
-        "H": hidden,
-        "HP": max(16, triton.next_power_of_2(hidden)),
-        "BLOCK": BLOCK_B,
-        "PRECISION": _precision(),
-    }
+    Eight warps at H = 128: with four, the per-warp slices of A's two parts overflow the
+    255 registers a thread has and spill (see arnn.kernels.resources).
+    """
+    padded = max(16, triton.next_power_of_2(hidden))
+    return {"H": hidden, "HP": padded, "BLOCK": BLOCK_B, "num_warps": 8 if padded >= 128 else 4}
 
 
 class FusedScan(torch.autograd.Function):
@@ -171,7 +213,7 @@ class FusedScan(torch.autograd.Function):
         grid = (triton.cdiv(batch, BLOCK_B),)
         _forward_kernel[grid](
             u,
-            a_t,
+            a_t.T.contiguous(),  # A: see _transpose_split
             h0,
             previous,
             candidates,
@@ -183,7 +225,7 @@ class FusedScan(torch.autograd.Function):
             u.stride(1),
             float(eps),
             GATED=gated,
-            **_launch_settings(hidden),
+            **launch_settings(hidden),
         )
         ctx.save_for_backward(a_t, previous, candidates, gates if gated else None)
         ctx.eps, ctx.gated, ctx.keep = eps, gated, keep
@@ -220,7 +262,7 @@ class FusedScan(torch.autograd.Function):
             GATED=ctx.gated,
             HAS_LAST=not ctx.keep,
             HAS_STATES=ctx.keep,
-            **_launch_settings(hidden),
+            **launch_settings(hidden),
         )
         grad_pre = grad_u[..., :hidden] + grad_u[..., hidden:] if ctx.gated else grad_u
         grad_a_t = previous.reshape(-1, hidden).T @ grad_pre.reshape(-1, hidden)

@@ -78,7 +78,7 @@ class AntisymmetricEncoder(LoopEncoder):
         a_t = self.recurrence_matrix().T.contiguous()
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden)
-        scan = choose_scan(self.kernel, x)
+        scan = choose_scan(self.kernel, x, self.hidden)
         return scan(x, self.input, a_t, h0, self.eps, self.gated, keep_states)
 
 
