@@ -264,7 +264,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     from arnn.sweep.driver import sweep
 
-    sweep(
+    outcome = sweep(
         args.spec,
         name=args.name,
         samples=args.samples,
@@ -276,7 +276,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         experiment=args.experiment,
     )
-    return 0
+    return 1 if outcome.every_trial_failed else 0
 
 
 def _run_ui(args: argparse.Namespace) -> int:

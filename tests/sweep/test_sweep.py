@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from arnn.sweep.driver import sweep
 from tests.conftest import run_arnn
+from tests.datasets import write_mnist
 
 ADDING = {"length": 10, "train_size": 512, "test_size": 64}
 
@@ -94,6 +95,75 @@ def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch)
     assert told.count(optuna.trial.TrialState.FAIL) == 2  # the diverged
     assert told.count(optuna.trial.TrialState.PRUNED) == counts["pruned"]
     assert told.count(optuna.trial.TrialState.COMPLETE) == counts["finished"]
+
+
+def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, monkeypatch):
+    """Trials run in folders of their own: ARNN_DATA_DIR=data means the driver's ./data."""
+    write_mnist(tmp_path / "data", train=300, test=50)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARNN_DATA_DIR", "data")
+    spec = _spec(
+        tmp_path,
+        task="mnist",
+        task_options={},
+        fixed={"hidden": 4, "epochs": 1, "subset": 64, "val_size": 32, "batch_size": 32},
+        params={"lr": {"type": "categorical", "choices": [0.01]}},
+        sampler={"type": "random", "seed": 0},
+        scheduler={"type": "none"},
+        num_samples=1,
+        metric="val_accuracy",
+        mode="max",
+    )
+    outcome = sweep(str(spec), name="relative", storage_path=str(tmp_path / "ray"))
+    assert outcome.counts["finished"] == 1, outcome.counts
+
+
+def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(tmp_path, monkeypatch):
+    """A cluster whose nodes read a broken MNIST (the driver, on another address, does not
+    check the workers' data): every trial fails, and the sweep ends FAILED, exit 1."""
+    from ray.cluster_utils import Cluster
+
+    raw = tmp_path / "broken" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images", "train-labels", "t10k-images", "t10k-labels"):
+        kind = "idx3" if "images" in name else "idx1"
+        (raw / f"{name}-{kind}-ubyte").write_bytes(b"not an IDX file")
+    monkeypatch.setenv("ARNN_DATA_DIR", str(tmp_path / "broken"))  # the nodes inherit it
+    spec = _spec(
+        tmp_path,
+        task="mnist",
+        task_options={},
+        fixed={"hidden": 4, "epochs": 1, "subset": 64, "val_size": 32, "batch_size": 32},
+        params={"lr": {"type": "categorical", "choices": [0.01]}},
+        sampler={"type": "random", "seed": 0},
+        scheduler={"type": "none"},
+        num_samples=2,
+        metric="val_accuracy",
+        mode="max",
+    )
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    try:
+        done = run_arnn(
+            "sweep",
+            str(spec),
+            "--address",
+            cluster.address,
+            "--storage-path",
+            str(tmp_path / "ray"),
+            cwd=tmp_path,
+            timeout=300,
+        )
+    finally:
+        cluster.shutdown()
+    assert done.returncode == 1, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("every trial failed; the first: "), last
+    assert "MNIST in" in last and "cannot be read (AssertionError)" in last, last
+    assert "2 trials: 0 finished, 0 pruned, 0 diverged, 2 failed" in done.stdout
+    assert "best trial" not in done.stdout
+    _, parents, children = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [p.info.status for p in parents] == ["FAILED"]
+    assert len(children) == 2 and {c.info.status for c in children} == {"FAILED"}
 
 
 def test_a_second_sweep_of_the_same_name_needs_resume(tmp_path, monkeypatch, capsys):

@@ -61,6 +61,17 @@ def test_missing_data_is_one_line_naming_the_folder_and_files(tmp_path):
         _prepare(create_task("cifar10"), tmp_path)
 
 
+def test_unreadable_data_is_one_line_saying_so(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (raw / f"{name}-ubyte").write_bytes(b"not an IDX file")
+    with pytest.raises(UsageError) as caught:
+        create_task("mnist", {}).load(tmp_path, download=False)
+    message = str(caught.value)
+    assert "\n" not in message and f"MNIST in {raw} cannot be read" in message, message
+
+
 def test_pixel_cifar10_is_scan_line_rgb(cifar_root):
     from torchvision.datasets import CIFAR10
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from arnn.data import resolve_data_dir
+from arnn.data import DATA_DIR_ENV, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.sweep.space import num_trials
 from arnn.sweep.spec import Spec, load_spec
@@ -55,6 +56,9 @@ def sweep(
         raise UsageError("--resume: name the sweep to resume with --name")
     check_address(address)
     name = name or f"{spec.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    if data_dir is None and address == "local":
+        # Trials run in folders of their own: a relative $ARNN_DATA_DIR means this one.
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
     if data_dir is not None:
         data_dir = str(Path(data_dir).expanduser().resolve())
     settings = SweepSettings(
@@ -99,6 +103,12 @@ def sweep(
         raise
     outcome.counts = _close_leftovers(parent, settings)
     _summarise(parent, outcome, spec.metric)
+    if outcome.every_trial_failed:
+        errors = [row["error"] for row in outcome.trials if row["error"]]
+        first = errors[0] if errors else "no error recorded"
+        print(f"every trial failed; the first: {first}", file=sys.stderr)
+        parent.finish("FAILED")
+        return outcome
     parent.finish("FINISHED")
     return outcome
 
@@ -197,7 +207,7 @@ def _summarise(parent: TrackedRun, outcome: SweepOutcome, metric: str) -> None:
     if best["best"] is not None:
         parent.log_metrics({f"best_{metric}": best["best"]})
         parent.set_tags({"arnn.best_trial": best["trial"], "arnn.best_run_id": best["run_id"]})
-    print(f"\nbest trial {best['trial']}: {metric} {best['best']}, MLflow run {best['run_id']}")
+        print(f"\nbest trial {best['trial']}: {metric} {best['best']}, MLflow run {best['run_id']}")
 
 
 def _short(value) -> str:

@@ -64,6 +64,10 @@ class SweepOutcome:
     trials: list[dict[str, Any]]  # one row per trial, best first
     counts: dict[str, int]
 
+    @property
+    def every_trial_failed(self) -> bool:
+        return not any(self.counts.get(k) for k in ("finished", "pruned", "diverged"))
+
 
 # ---------------------------------------------------------------- inside a trial
 
@@ -373,6 +377,7 @@ def _rows(grid, spec: Spec) -> list[dict[str, Any]]:
                 "best": best,
                 "params": result.config,
                 "run_id": metrics.get("mlflow_run_id"),
+                "error": _last_line(result.error),
             }
         )
     worst = -math.inf if spec.mode == "max" else math.inf
@@ -383,6 +388,14 @@ def _rows(grid, spec: Spec) -> list[dict[str, Any]]:
         if row["state"] == "running":
             row["state"] = "pruned"
     return rows
+
+
+def _last_line(error: BaseException | None) -> str | None:
+    """What went wrong in a trial, without Ray's traceback: the exception's own line."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def can_resume(settings: SweepSettings) -> bool:

@@ -32,11 +32,18 @@ NOISE_STEPS = 968
 
 
 def _open_dataset(dataset_class, root: Path, folder: str, files: tuple[str, ...], download: bool):
-    """Both splits of a torchvision dataset; a missing dataset is one UsageError line."""
+    """Both splits of a torchvision dataset; a missing or unreadable one is one UsageError
+    line."""
     try:
         return dataset_class(root, train=True), dataset_class(root, train=False)
-    except RuntimeError:
+    except RuntimeError:  # torchvision's "Dataset not found"
         pass
+    except Exception as error:  # present but unreadable: torchvision asserts on bad headers
+        raise UsageError(
+            f"{dataset_class.__name__} in {root / folder} cannot be read "
+            f"({type(error).__name__}{': ' + str(error) if str(error) else ''}): the files "
+            f"{', '.join(files)} must be the dataset's own; delete them to download again"
+        ) from None
     if download:
         # torchvision prints each failed mirror; the user gets our one line instead.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
