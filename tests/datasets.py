@@ -42,6 +42,17 @@ def write_mnist(root: Path, train: int = 200, test: int = 100) -> Path:
     return root
 
 
+def write_broken_mnist(root: Path) -> Path:
+    """root/MNIST/raw holding every file MNIST needs, none of them a valid IDX file."""
+    from arnn.tasks.images import MNIST_FILES
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        (raw / name).write_bytes(b"not an IDX file")
+    return raw
+
+
 def write_cifar10(root: Path, per_batch: int = 40, test: int = 40) -> dict[str, str]:
     """root/cifar-10-batches-py as CIFAR's pickles; returns each file's md5, which the
     caller patches into torchvision's checksum lists (real files, real class)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from arnn.errors import UsageError
-from arnn.kernels import FUSED_MAX_HIDDEN
+from arnn.kernels import FUSED_MAX_HIDDEN, fused_fits
 from arnn.models import create_model, list_models
 
 SHAPES = {"mnist": (128, 784, 128, 1), "cifar": (128, 1024, 256, 3)}  # B, T, H, m
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(batch, steps, inputs, generator=generator).to(device)
         y = torch.randint(0, 10, (batch,), generator=generator).to(device)
-        timed = [row for row in rows if row.kernel != "fused" or hidden <= FUSED_MAX_HIDDEN]
+        timed = [row for row in rows if row.kernel != "fused" or fused_fits(hidden)]
         calls = {}
         for row in timed:
             torch.manual_seed(0)

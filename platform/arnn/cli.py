@@ -44,11 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one configuration, tracked in MLflow")
     _add_config_flags(train)
-    train.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
-    )
-    train.add_argument("--experiment", default="arnn", help="MLflow experiment (default: arnn)")
+    _add_tracking_flags(train)
     train.add_argument("--run-name", help="MLflow run name")
     train.add_argument(
         "--checkpoint-dir",
@@ -71,11 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default="local",
         help="Ray: local (an embedded Ray, default), auto (the running cluster) or ray://HOST:PORT",
     )
-    sweep.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
-    )
-    sweep.add_argument("--experiment", default="arnn", help="MLflow experiment (default: arnn)")
+    _add_tracking_flags(sweep)
     sweep.add_argument(
         "--storage-path",
         help="where Ray keeps trial checkpoints and the sweep "
@@ -106,6 +98,14 @@ def _build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     bench.set_defaults(run=run_bench)
     return parser
+
+
+def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    parser.add_argument("--experiment", default="arnn", help="MLflow experiment (default: arnn)")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -261,7 +261,6 @@ def _resumed_run(checkpoint_dir, tracking_uri: str):
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-
     from arnn.sweep.driver import sweep
 
     outcome = sweep(

@@ -95,27 +95,11 @@ def test_run_fills_a_cell_then_skips_it_and_table_shows_it(tmp_path):
     assert "trials searched per cell: antisymmetric/mnist 2" in text
     assert (tmp_path / "table1.png").read_bytes()[:4] == b"\x89PNG"
 
-    latex = _script(
-        "table.py",
-        "--table",
-        "1",
-        "--tracking-uri",
-        uri,
-        "--format",
-        "latex",
-        "--no-figure",
-        cwd=tmp_path,
-    )
-    assert r"\begin{tabular}" in latex.stdout and r"$\pm$" in latex.stdout
-    csv = _script(
-        "table.py",
-        "--table",
-        "1",
-        "--tracking-uri",
-        uri,
-        "--format",
-        "csv",
-        "--no-figure",
-        cwd=tmp_path,
-    )
-    assert csv.stdout.splitlines()[2].startswith("method,MNIST published")
+    def table_as(form: str) -> str:
+        args = ("--table", "1", "--tracking-uri", uri, "--format", form, "--no-figure")
+        return _script("table.py", *args, cwd=tmp_path).stdout
+
+    latex = table_as("latex")
+    assert r"\begin{tabular}" in latex and r"$\pm$" in latex
+    csv = table_as("csv")
+    assert csv.splitlines()[2].startswith("method,MNIST published")

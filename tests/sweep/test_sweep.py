@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from arnn.sweep.driver import sweep
 from tests.conftest import run_arnn
-from tests.datasets import write_mnist
+from tests.datasets import write_broken_mnist, write_mnist
 
 ADDING = {"length": 10, "train_size": 512, "test_size": 64}
 
@@ -97,12 +97,9 @@ def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch)
     assert told.count(optuna.trial.TrialState.COMPLETE) == counts["finished"]
 
 
-def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, monkeypatch):
-    """Trials run in folders of their own: ARNN_DATA_DIR=data means the driver's ./data."""
-    write_mnist(tmp_path / "data", train=300, test=50)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ARNN_DATA_DIR", "data")
-    spec = _spec(
+def _mnist_spec(tmp_path: Path, *, samples: int) -> Path:
+    """A few seconds a trial on pixel MNIST: for what depends on the data reaching trials."""
+    return _spec(
         tmp_path,
         task="mnist",
         task_options={},
@@ -110,10 +107,18 @@ def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, mon
         params={"lr": {"type": "categorical", "choices": [0.01]}},
         sampler={"type": "random", "seed": 0},
         scheduler={"type": "none"},
-        num_samples=1,
+        num_samples=samples,
         metric="val_accuracy",
         mode="max",
     )
+
+
+def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, monkeypatch):
+    """Trials run in folders of their own: ARNN_DATA_DIR=data means the driver's ./data."""
+    write_mnist(tmp_path / "data", train=300, test=50)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARNN_DATA_DIR", "data")
+    spec = _mnist_spec(tmp_path, samples=1)
     outcome = sweep(str(spec), name="relative", storage_path=str(tmp_path / "ray"))
     assert outcome.counts["finished"] == 1, outcome.counts
 
@@ -123,24 +128,9 @@ def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(tmp_path, monkeyp
     check the workers' data): every trial fails, and the sweep ends FAILED, exit 1."""
     from ray.cluster_utils import Cluster
 
-    raw = tmp_path / "broken" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images", "train-labels", "t10k-images", "t10k-labels"):
-        kind = "idx3" if "images" in name else "idx1"
-        (raw / f"{name}-{kind}-ubyte").write_bytes(b"not an IDX file")
+    write_broken_mnist(tmp_path / "broken")
     monkeypatch.setenv("ARNN_DATA_DIR", str(tmp_path / "broken"))  # the nodes inherit it
-    spec = _spec(
-        tmp_path,
-        task="mnist",
-        task_options={},
-        fixed={"hidden": 4, "epochs": 1, "subset": 64, "val_size": 32, "batch_size": 32},
-        params={"lr": {"type": "categorical", "choices": [0.01]}},
-        sampler={"type": "random", "seed": 0},
-        scheduler={"type": "none"},
-        num_samples=2,
-        metric="val_accuracy",
-        mode="max",
-    )
+    spec = _mnist_spec(tmp_path, samples=2)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     try:
         done = run_arnn(

@@ -6,6 +6,7 @@ import torch
 from arnn.data import batches, prepare_data, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.tasks import create_task, list_tasks
+from tests.datasets import write_broken_mnist
 
 
 def _prepare(task, root, **overrides):
@@ -62,10 +63,7 @@ def test_missing_data_is_one_line_naming_the_folder_and_files(tmp_path):
 
 
 def test_unreadable_data_is_one_line_saying_so(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
-        (raw / f"{name}-ubyte").write_bytes(b"not an IDX file")
+    raw = write_broken_mnist(tmp_path)
     with pytest.raises(UsageError) as caught:
         create_task("mnist", {}).load(tmp_path, download=False)
     message = str(caught.value)

@@ -37,9 +37,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def fused_fits(hidden: int) -> bool:
+    return hidden <= FUSED_MAX_HIDDEN
+
+
 def check_fused_fits(hidden: int) -> None:
     """The hidden-size limit of the fused kernels (a property of the configuration)."""
-    if hidden > FUSED_MAX_HIDDEN:
+    if not fused_fits(hidden):
         raise UsageError(
             f"fused supports hidden sizes up to {FUSED_MAX_HIDDEN} (A must fit in one GPU "
             f"core's shared memory), got hidden {hidden}; use auto or eager"
@@ -77,7 +81,7 @@ def choose_scan(kernel: str, tensor: torch.Tensor, hidden: int):
         check_fused_fits(hidden)
         check_kernel(kernel, tensor.device)
         return fused_scan
-    fits = hidden <= FUSED_MAX_HIDDEN and tensor.dtype == torch.float32
+    fits = fused_fits(hidden) and tensor.dtype == torch.float32
     if tensor.is_cuda and fits and triton_available():
         return fused_scan
     return eager_scan

@@ -84,11 +84,10 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     if checkpoint is not None:
         checkpoint.to_directory(str(folder))
     run = _trial_run(settings, trial_id, config, sampled)
-    node = ray.get_runtime_context()
     run.set_tags(  # of this attempt: where it ran and the epoch it went on from
         {
             "arnn.resumed_from_epoch": checkpoint_epoch(folder),
-            "arnn.node_id": node.get_node_id(),
+            "arnn.node_id": ray.get_runtime_context().get_node_id(),
             "arnn.node_ip": ray.util.get_node_ip_address(),
         }
     )
