@@ -5,7 +5,10 @@ uint8 sequences held in memory, normalised per batch on the device."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
+import os
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -31,30 +34,105 @@ PMNIST_SEED = 12008
 NOISE_STEPS = 968
 
 
-def _open_dataset(dataset_class, root: Path, folder: str, files: tuple[str, ...], download: bool):
-    """Both splits of a torchvision dataset; a missing or unreadable one is one UsageError
-    line."""
+# Inside the data root: the lock that one downloading process holds at a time, and the
+# folder a download is made in before its files are moved into place.
+DOWNLOAD_LOCK = ".arnn-download.lock"
+DOWNLOAD_STAGING = ".arnn-download.partial"
+
+
+class _Missing(Exception):
+    """torchvision found no (complete) copy of the dataset."""
+
+
+def _read(dataset_class, root: Path, folder: str, files: tuple[str, ...]):
+    """Both splits as they are on disk; _Missing where torchvision finds no copy (for
+    CIFAR-10, also one whose checksums are wrong); a copy that is there but cannot be
+    read (a truncated or foreign file: torchvision checks no checksum of MNIST's
+    decompressed files) is one UsageError line."""
     try:
         return dataset_class(root, train=True), dataset_class(root, train=False)
-    except RuntimeError:  # torchvision's "Dataset not found"
-        pass
-    except Exception as error:  # present but unreadable: torchvision asserts on bad headers
-        raise UsageError(
-            f"{dataset_class.__name__} in {root / folder} cannot be read "
-            f"({type(error).__name__}{': ' + str(error) if str(error) else ''}): the files "
-            f"{', '.join(files)} must be the dataset's own; delete them to download again"
-        ) from None
-    if download:
+    except RuntimeError as error:
+        if str(error).startswith("Dataset not found"):
+            raise _Missing from None
+        problem = error
+    except Exception as error:  # torchvision asserts on bad headers
+        problem = error
+    raise UsageError(
+        f"{dataset_class.__name__} in {root / folder} cannot be read "
+        f"({type(problem).__name__}{': ' + _one_line(str(problem)) if str(problem) else ''}): "
+        f"the files {', '.join(files)} must be the dataset's own, complete; delete them to "
+        f"download again"
+    )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    joined = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return joined if len(joined) <= limit else joined[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def download_lock(root: Path):
+    """An exclusive lock on <root>/.arnn-download.lock (created, with its folders): one
+    process downloads into a data root at a time; the others wait, then find the files."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / DOWNLOAD_LOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _download(dataset_class, root: Path) -> None:
+    """torchvision's download, made in <root>/.arnn-download.partial and then moved into
+    place file by file (os.replace: atomic, the same file system). torchvision writes
+    straight to the final names and checks the checksums of the archives only, not of the
+    files it extracts; made this way, a file under its final name is always complete, and
+    what an interrupted download leaves is only the staging folder, removed by the next.
+    Call with the download lock held."""
+    staging = root / DOWNLOAD_STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
         # torchvision prints each failed mirror; the user gets our one line instead.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            with contextlib.suppress(Exception):
-                return (
-                    dataset_class(root, train=True, download=True),
-                    dataset_class(root, train=False, download=True),
-                )
-    how = "and could not be downloaded" if download else "(download disabled)"
+            dataset_class(staging, train=True, download=True)
+            dataset_class(staging, train=False, download=True)
+        for source in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = root / source.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _open_dataset(dataset_class, root: Path, folder: str, files: tuple[str, ...], download: bool):
+    """Both splits of a torchvision dataset, downloaded first where missing and allowed
+    (under the data root's download lock: several trials may start at once on one node).
+    A missing or unreadable dataset is one UsageError line."""
+    try:
+        return _read(dataset_class, root, folder, files)
+    except _Missing:
+        pass
+    why = "(download disabled)"
+    if download:
+        why = "and could not be downloaded"
+        try:
+            with download_lock(root):
+                try:  # another process may have downloaded it while this one waited
+                    return _read(dataset_class, root, folder, files)
+                except _Missing:
+                    pass
+                _download(dataset_class, root)
+                return _read(dataset_class, root, folder, files)
+        except _Missing:
+            why = "and the download did not provide it"
+        except UsageError:
+            raise
+        except Exception as error:
+            why += f" ({type(error).__name__}: {_one_line(str(error), 200)})"
     raise UsageError(
-        f"{dataset_class.__name__} not found in {root / folder} {how}: expected files "
+        f"{dataset_class.__name__} not found in {root / folder} {why}: expected files "
         f"{', '.join(files)}; pass --data-dir or set ARNN_DATA_DIR to the folder that holds "
         f"{folder}/"
     )
