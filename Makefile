@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # embedded Ray, tracked in sqlite:///mlflow.db. The data root is $ARNN_DATA_DIR when set.
 DEMO_SPEC := search_spaces/demo.yaml
 
-.PHONY: install test demo bench overhead gpu-check clean
+.PHONY: install test demo bench overhead gpu-check load-test clean
 
 install: $(STAMP)
 
@@ -37,6 +37,16 @@ gpu-check:
 
 overhead: install
 	$(BIN)/python -m arnn.sweep.overhead
+
+# The tracking load test (slow: not in `make test` nor CI): `mlflow server` (4 workers) on a
+# private PostgreSQL in a temp dir, 64 logger processes x 100 epochs, every point checked.
+# Installs Debian's postgresql (apt) when /usr/lib/postgresql is missing, and psycopg2.
+load-test: install
+	@test -d /usr/lib/postgresql || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql; }
+	$(BIN)/python -m pip install --quiet -e '.[test,load]'
+	$(BIN)/python -m pytest -m slow tests/load -q -s
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts ray_results .pytest_cache
