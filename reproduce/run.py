@@ -5,7 +5,9 @@ search_spaces/paper/), the best trial by validation accuracy, then --seeds final
     python reproduce/run.py --table 2 --budget paper --address auto \\
         --storage-path s3://BUCKET/arnn/ray --tracking-uri http://HEAD:5000
 
-Re-running skips the cells that MLflow already holds complete. Then: reproduce/table.py.
+Re-running finishes whatever is partial: cells that MLflow holds complete are skipped, an
+interrupted or failed search is resumed, missing final seeds are added. Ctrl-C (or SIGTERM)
+stops at the cell it interrupts, with exit code 130 (143). Then: reproduce/table.py.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 
 from arnn.budgets import BUDGETS
 from arnn.errors import UsageError
+from arnn.interrupt import Interrupted, StopSignals
 from arnn.published import find_table, load_published
 from arnn.reproduction import Cell, run_cell
+from arnn.sweep.driver import check_tracking_reachable
 from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
 
 HERE = Path(__file__).resolve().parent
@@ -49,30 +53,43 @@ def main(argv: list[str] | None = None) -> int:
             if (not args.task or task in args.task) and (not args.model or row.model in args.model)
         ]
         uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
+        check_tracking_reachable(args.address, uri)
         gpus = _has_gpus(args.address)
-        for number, cell in enumerate(cells, 1):
-            print(
-                f"[{number}/{len(cells)}] {cell.row.method} on {cell.task} ({args.budget})",
-                flush=True,
-            )
-            outcome = run_cell(
-                cell,
-                spec_dir=SPECS,
-                budget=BUDGETS[args.budget],
-                seeds=args.seeds,
-                gpus=gpus,
-                tracking_uri=uri,
-                experiment=args.experiment,
-                sweep_options={
-                    "address": args.address,
-                    "storage_path": args.storage_path,
-                    "data_dir": args.data_dir,
-                },
-            )
-            print(f"[{number}/{len(cells)}] {cell.name}: {outcome}", flush=True)
+        with StopSignals():
+            for number, cell in enumerate(cells, 1):
+                print(
+                    f"[{number}/{len(cells)}] {cell.row.method} on {cell.task} ({args.budget})",
+                    flush=True,
+                )
+                try:
+                    outcome = run_cell(
+                        cell,
+                        spec_dir=SPECS,
+                        budget=BUDGETS[args.budget],
+                        seeds=args.seeds,
+                        gpus=gpus,
+                        tracking_uri=uri,
+                        experiment=args.experiment,
+                        sweep_options={
+                            "address": args.address,
+                            "storage_path": args.storage_path,
+                            "data_dir": args.data_dir,
+                        },
+                    )
+                except Interrupted as stopped:
+                    print(
+                        f"[{number}/{len(cells)}] {cell.name}: interrupted by {stopped.name}; "
+                        "run the same command again to go on from here",
+                        flush=True,
+                    )
+                    return stopped.exit_code
+                print(f"[{number}/{len(cells)}] {cell.name}: {outcome}", flush=True)
     except UsageError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stopped:
+        print(f"run.py: interrupted by {stopped.name}", file=sys.stderr)
+        return stopped.exit_code
     print(f"\nnow: python reproduce/table.py --table {args.table}")
     return 0
 

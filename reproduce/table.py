@@ -17,8 +17,8 @@ from pathlib import Path
 from arnn.budgets import BUDGETS
 from arnn.errors import UsageError
 from arnn.published import find_table, load_published
-from arnn.results import build_rows, plot, render, runs_frame
-from arnn.tracking import resolve_tracking_uri
+from arnn.results import build_rows, plot, render
+from arnn.tracking import resolve_tracking_uri, runs_frame
 
 PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
 

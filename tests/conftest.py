@@ -13,6 +13,7 @@ import pytest
 from tests.datasets import write_cifar10, write_mnist
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +52,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def mlflow_server_command(backend: str, artifacts: Path, port: int, workers: int = 1) -> list:
+    """`mlflow server` on 127.0.0.1:`port` over the store `backend`."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1; yields its http:// tracking URI."""
@@ -58,22 +79,7 @@ def mlflow_server(tmp_path_factory):
     port = _free_port()
     log = open(folder / "server.log", "w")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_command(f"sqlite:///{folder / 'server.db'}", folder / "artifacts", port),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -116,6 +122,18 @@ def run_arnn(*args: str, cwd: Path, env: dict | None = None, timeout: float = 30
         text=True,
         timeout=timeout,
     )
+
+
+def assert_provenance(tags: dict) -> None:
+    """The tags that trace a run to its code: the commit of this checkout (whatever folder
+    the run ran in), the dirty flag, and the libraries' versions."""
+    head = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert tags["arnn.git_commit"] == head and tags["mlflow.source.git.commit"] == head
+    assert tags["arnn.git_dirty"] in ("true", "false")
+    for library in ("arnn", "torch", "ray", "optuna", "mlflow"):
+        assert tags[f"arnn.version.{library}"][0].isdigit(), (library, tags)
 
 
 def pytest_configure(config):

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from arnn.cli import main
-from tests.conftest import run_arnn
+from tests.conftest import assert_provenance, run_arnn
 
 
 def _train_args(mnist_root: Path, *extra: str) -> list[str]:
@@ -56,7 +61,8 @@ def test_train_logs_one_complete_run_to_the_sqlite_default(mnist_root, tmp_path)
     assert tags["arnn.task"] == "mnist" and tags["arnn.units"] == "8"
     assert tags["arnn.parameters"] == str(8 * 7 // 2 + 16 + 90)
     assert tags["arnn.status"] == "finished" and tags["arnn.device"] == "cpu"
-    assert "arnn.torch" in tags
+    assert tags["arnn.kernel"] == "eager" and tags["arnn.kind"] == "train"
+    assert_provenance(tags)
     history = client.get_metric_history(run.info.run_id, "val_accuracy")
     assert sorted(m.step for m in history) == [1, 2]
     for key in ("test_accuracy", "best_val_accuracy", "seconds_per_epoch", "train_loss"):
@@ -187,3 +193,91 @@ def test_train_resumed_from_its_checkpoint_continues_the_same_mlflow_run(mnist_r
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
     assert sorted(steps) == [1, 2]
+
+
+def test_a_run_logs_only_its_models_settings_and_every_task_option(tmp_path):
+    """An LSTM reads no eps, gamma or kernel (its recurrent init reads sigma_w); the task's
+    options are logged typed, with their defaults filled in."""
+    done = run_arnn(
+        "train",
+        "--task",
+        "adding",
+        "--task-option",
+        "length=6",
+        "--task-option",
+        "train_size=0128",
+        "--val-size",
+        "32",
+        "--model",
+        "lstm",
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    _, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = run.data.params
+    assert not {"eps", "gamma", "kernel"} & set(params), sorted(params)
+    assert params["sigma_w"] == "1.0"
+    assert params["task_options.length"] == "6" and params["task_options.train_size"] == "128"
+    assert params["task_options.test_size"] == "2000"  # the default, filled in
+    options = json.loads(run.data.tags["arnn.task_options"])
+    assert options == {"length": 6, "train_size": 128, "test_size": 2000, "data_seed": 0}
+
+
+def test_pmnist_records_its_permutation_seed(mnist_root, tmp_path):
+    args = _train_args(mnist_root, "--epochs", "1")
+    args[args.index("mnist")] = "pmnist"
+    done = run_arnn(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from arnn.tasks.images import PMNIST_SEED
+
+    assert run.data.params["task_options.perm_seed"] == str(PMNIST_SEED)
+    assert json.loads(run.data.tags["arnn.task_options"]) == {"perm_seed": PMNIST_SEED}
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_train_keeps_its_best_weights(tmp_path, signum, code):
+    """No --checkpoint-dir: stopped after its first epoch, the run is KILLED/interrupted
+    and still holds the best weights so far."""
+    command = [
+        sys.executable,
+        "-m",
+        "arnn",
+        "train",
+        "--task",
+        "adding",
+        "--task-option",
+        "length=40",
+        "--task-option",
+        "train_size=2048",
+        "--val-size",
+        "64",
+        "--hidden",
+        "16",
+        "--epochs",
+        "500",
+        "--device",
+        "cpu",
+    ]
+    trainer = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        for line in trainer.stdout:
+            if line.startswith("epoch") or time.monotonic() > deadline:
+                break
+        trainer.send_signal(signum)
+        trainer.wait(timeout=60)
+    finally:
+        trainer.kill()
+    assert trainer.returncode == code, trainer.stderr.read()[-2000:]
+    client, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.info.status == "KILLED" and run.data.tags["arnn.status"] == "interrupted"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/weights.pt"]

@@ -111,6 +111,36 @@ def test_a_non_finite_loss_ends_the_run_as_diverged():
     assert result.history == [] and result.test_accuracy is None
 
 
+def test_weights_made_non_finite_by_an_epochs_last_step_end_it_as_diverged_unscored(tmp_path):
+    """One step an epoch; that step's loss and gradient are finite, but an enormous
+    learning rate sends the weights to infinity: the epoch is neither evaluated, nor
+    checkpointed, nor reported."""
+    config = TrainConfig.parse(
+        dict(
+            task="adding",
+            task_options={"length": 8, "train_size": 96, "test_size": 64},
+            hidden=8,
+            lr=3e38,
+            momentum=0.0,
+            batch_size=32,
+            epochs=3,
+            val_size=64,
+            device="cpu",
+        )
+    )
+    reported = []
+    result = train(config, report=lambda m, f: reported.append(m), checkpoint_dir=tmp_path)
+    assert result.status == "diverged", result.history
+    assert result.diverged_at == "non-finite parameters after epoch 1 (step 1)"
+    assert reported == [] and result.history == [] and result.best_val_accuracy is None
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_the_test_split_is_scored_only_when_asked(mnist_root):
+    assert train(_config(mnist_root, epochs=1), score_test=False).test_accuracy is None
+    assert train(_config(mnist_root, epochs=1)).test_accuracy is not None
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam", "rmsprop"])
 def test_training_lowers_the_loss(optimizer):
     lr = {"sgd": 0.1, "adagrad": 0.1, "adam": 0.01, "rmsprop": 0.003}[optimizer]

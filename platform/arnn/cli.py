@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from arnn.bench import add_arguments as add_bench_arguments
 from arnn.bench import run as run_bench
 from arnn.errors import UsageError
+from arnn.interrupt import Interrupted
 
 EXIT_USAGE = 2
 
@@ -36,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"arnn: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as stopped:  # what it stopped has said so, and how to go on
+        return stopped.exit_code
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -163,11 +166,10 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    import tempfile
     from pathlib import Path
 
-    from tqdm import tqdm
-
-    from arnn.kernels import check_kernel
+    from arnn.interrupt import StopSignals
     from arnn.models import count_parameters
     from arnn.tasks import create_task
     from arnn.tracking import (
@@ -177,15 +179,16 @@ def _run_train(args: argparse.Namespace) -> int:
         resolve_tracking_uri,
         run_tags,
     )
-    from arnn.train import build_model, load_data, resolve_device, train
+    from arnn.train import build_model, kernel_path, load_data, resolve_device
 
     config = _config_from_args(args)
     device = resolve_device(config.device)
-    check_kernel(config.kernel, device)
+    kernel = kernel_path(config, device)  # refuses a fused kernel where it cannot run
     task = create_task(config.task, config.task_options)
     data = load_data(config, task)  # missing data ends here, before any MLflow run
-    tags = run_tags(config, str(device))
+    tags = run_tags(config, str(device), kernel)
     tags["arnn.parameters"] = str(count_parameters(build_model(config, task)))
+    tags["arnn.kind"] = "train"
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     tracking_uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
     run = _resumed_run(checkpoint_dir, tracking_uri)  # a resumed run keeps its MLflow run
@@ -204,8 +207,20 @@ def _run_train(args: argparse.Namespace) -> int:
     print(
         f"{config.model} on {config.task}: {tags['arnn.parameters']} parameters, "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-        f"{device}; MLflow run {run.run_id}"
+        f"{device} ({kernel}); MLflow run {run.run_id}"
     )
+    with tempfile.TemporaryDirectory(prefix="arnn-train-") as scratch:
+        # Without --checkpoint-dir, checkpoints go to a scratch folder all the same: an
+        # interrupted or crashed run still leaves its best weights with its MLflow run.
+        return _train_tracked(config, data, run, checkpoint_dir or Path(scratch), StopSignals())
+
+
+def _train_tracked(config, data, run, checkpoint_dir, stop) -> int:
+    """Train, log every epoch to `run`, and close it with what happened."""
+    from tqdm import tqdm
+
+    from arnn.interrupt import Interrupted
+    from arnn.train import read_checkpoint, train
 
     def report(metrics, checkpoint_dir):
         run.log_epoch(metrics)
@@ -219,24 +234,30 @@ def _run_train(args: argparse.Namespace) -> int:
     def progress(iterable, total, description):
         return tqdm(iterable, total=total, desc=description, leave=False, disable=None)
 
+    def keep_best_weights() -> None:
+        saved = read_checkpoint(checkpoint_dir)
+        if saved is not None and saved["best_state"] is not None:
+            run.log_weights(saved["best_state"], config)
+
     try:
-        result = train(
-            config,
-            report=report,
-            data=data,
-            progress=progress,
-            checkpoint_dir=checkpoint_dir,
-        )
-    except KeyboardInterrupt:
-        run.finish("KILLED")
-        return 130
+        with stop:
+            result = train(
+                config, report=report, data=data, progress=progress, checkpoint_dir=checkpoint_dir
+            )
+    except KeyboardInterrupt as error:
+        keep_best_weights()
+        run.close("KILLED", "interrupted")
+        code = error.exit_code if isinstance(error, Interrupted) else 130
+        print(f"interrupted; MLflow run {run.run_id} closed KILLED", file=sys.stderr)
+        return code
     except BaseException:
-        run.finish("FAILED")
+        keep_best_weights()
+        run.close("FAILED", "failed")
         raise
     run.log_result(result, config)
     run.finish("FINISHED")
     if result.status == "diverged":
-        print(f"diverged: a non-finite loss ended the run after {len(result.history)} full epochs")
+        print(f"diverged: {result.diverged_at}; {len(result.history)} full epochs before it")
     test = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(
         f"test accuracy {test}  ({result.status}; best epoch {result.best_epoch})  "

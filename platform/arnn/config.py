@@ -32,7 +32,7 @@ class TrainConfig(pydantic.BaseModel):
     # what is learnt
     task: str = pydantic.Field("mnist", description="task name (arnn tasks lists them)")
     task_options: dict[str, Any] = pydantic.Field(
-        default_factory=dict, description="task options, KEY=VALUE"
+        default_factory=dict, validate_default=True, description="task options, KEY=VALUE"
     )
     model: str = pydantic.Field("antisymmetric", description="model name (arnn models lists them)")
     hidden: int = pydantic.Field(128, ge=1, description="hidden units n")
@@ -103,10 +103,12 @@ class TrainConfig(pydantic.BaseModel):
     @pydantic.field_validator("task_options")
     @classmethod
     def _valid_task_options(cls, options: dict, info: pydantic.ValidationInfo) -> dict:
-        if "task" in info.data:  # else the task itself was already reported
-            with _as_value_error():
-                validate_task_options(info.data["task"], options)
-        return options
+        """Checked against the task's schema, and kept typed with every default filled in,
+        so that runs record (and checkpoints compare) the options that were used."""
+        if "task" not in info.data:  # the task itself was already reported
+            return options
+        with _as_value_error():
+            return validate_task_options(info.data["task"], options).model_dump(mode="json")
 
     @pydantic.field_validator("iterations")
     @classmethod

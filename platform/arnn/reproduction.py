@@ -1,8 +1,13 @@
 """Filling the paper's tables: for each trainable cell, a search sweep over the row's spec,
-the best trial by validation accuracy, then one final run per seed of its configuration.
+the best trial (arnn.scoring's rule), then one final run per seed of its configuration.
 
 Everything is a sweep (so it runs on a laptop or a cluster alike) and everything is found
-again in MLflow by its tags, so a second invocation skips what is complete.
+again in MLflow by its tags: MLflow alone says how far a cell is, so a second invocation
+finishes whatever is partial. A search that failed or was interrupted is resumed; missing
+final seeds are added (asking for 5 seeds after 3 runs the 2 missing).
+
+Final seeds are FINAL_SEED_BASE, FINAL_SEED_BASE + 1, ...: never a search trial's seed,
+so that no "independent" final run replays the trial that was selected.
 """
 
 from __future__ import annotations
@@ -11,12 +16,23 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from arnn import scoring
 from arnn.budgets import Budget
+from arnn.errors import UsageError
 from arnn.models import model_entry
 from arnn.published import PublishedRow
-from arnn.results import cell_runs, runs_frame
+from arnn.results import cell_runs, final_outcomes_by_seed, trial_records
 from arnn.sweep.driver import sweep
-from arnn.sweep.spec import Spec, load_spec, parse_spec
+from arnn.sweep.spec import Spec, load_spec, param_values, parse_spec
+from arnn.tracking import runs_frame
+
+FINAL_SEED_BASE = 1000
+
+
+def final_seeds(count: int) -> list[int]:
+    return list(range(FINAL_SEED_BASE, FINAL_SEED_BASE + count))
 
 
 @dataclass(frozen=True)
@@ -62,8 +78,21 @@ def search_spec(base: Spec, budget: Budget, gpus: bool) -> Spec:
     return parse_spec(raw, source=f"{base.name} ({budget.name} budget)")
 
 
-def final_spec(search: Spec, sampled: dict, seeds: int, budget: Budget) -> Spec:
-    """The chosen configuration, fixed, trained once per seed 0 .. seeds-1."""
+def search_seeds(search: Spec) -> set[int]:
+    """Every seed a search trial can run with."""
+    if "seed" in search.params:
+        return {int(v) for v in param_values(search.params["seed"])}
+    return {int(search.base_config().seed)}
+
+
+def final_spec(search: Spec, sampled: dict, seeds: list[int], budget: Budget) -> Spec:
+    """The chosen configuration, fixed, trained once per seed in `seeds`."""
+    overlap = search_seeds(search) & set(seeds)
+    if overlap:
+        raise UsageError(
+            f"{search.name}: final seeds {sorted(overlap)} were search seeds too; final runs "
+            "must be independent of the search"
+        )
     raw = search.model_dump(mode="json")
     chosen = dict(sampled)
     model = chosen.pop("model", raw["model"])
@@ -77,10 +106,10 @@ def final_spec(search: Spec, sampled: dict, seeds: int, budget: Budget) -> Spec:
         name=f"{search.name}_final",
         model=model,
         fixed=fixed,
-        params={"seed": {"type": "categorical", "choices": list(range(seeds))}},
+        params={"seed": {"type": "categorical", "choices": list(seeds)}},
         sampler={"type": "grid", "seed": 0},
         scheduler={"type": "none"},
-        num_samples=seeds,
+        num_samples=len(seeds),
     )
     return parse_spec(raw, source=f"{search.name} (final runs)")
 
@@ -96,57 +125,61 @@ def run_cell(
     experiment: str,
     sweep_options: dict,
 ) -> str:
-    """Search and final runs of one cell, skipping what MLflow already holds."""
+    """Search and final runs of one cell, going on from whatever MLflow already holds."""
     frame = runs_frame(tracking_uri, experiment)
-    if _finished(frame, cell, budget, "final", "trial") >= seeds:
+    wanted = final_seeds(seeds)
+    done = scoring.count_seeds(final_outcomes_by_seed(_mine(frame, cell, budget, "final")), wanted)
+    if done.complete:
         return "complete already"
     search = search_spec(load_spec(spec_dir / f"{cell.name}.yaml"), budget, gpus)
     common = dict(tracking_uri=tracking_uri, experiment=experiment, **sweep_options)
-    if not _finished(frame, cell, budget, "search", "sweep"):
+    search_name = f"{cell.name}-{budget.name}-search"
+    if not _sweep_finished(frame, search_name):
         sweep(
             search,
-            name=f"{cell.name}-{budget.name}-search",
+            name=search_name,
+            resume=_sweep_started(frame, search_name),
             tags=cell.tags("search", budget),
             **common,
         )
         frame = runs_frame(tracking_uri, experiment)
-    sampled = _best_sampled(frame, cell, budget)
-    if sampled is None:
-        return "no search trial finished (all diverged or failed): no final runs"
+    trials = _mine(frame, cell, budget, "search")
+    trials = trials[trials.get("tags.arnn.kind", pd.Series(dtype=str)) == "trial"]
+    best = scoring.best_trial(trial_records(trials), search.mode)
+    if best is None:
+        return "no search trial finished (all pruned, diverged or failed): no final runs"
+    missing = list(done.missing)
+    final_name = f"{cell.name}-{budget.name}-final-{missing[0]}-{missing[-1]}"
     sweep(
-        final_spec(search, sampled, seeds, budget),
-        name=f"{cell.name}-{budget.name}-final",
+        final_spec(search, best.sampled, missing, budget),
+        name=final_name,
+        resume=_sweep_started(frame, final_name),
         tags=cell.tags("final", budget),
+        score_test=True,
         **common,
     )
-    return f"done with {json.dumps(sampled, sort_keys=True)}"
+    chosen = json.dumps(best.sampled, sort_keys=True)
+    return f"done with {chosen} (final seeds {missing[0]}..{missing[-1]})"
 
 
 def _mine(frame, cell: Cell, budget: Budget, stage: str):
     return cell_runs(frame, cell.task, cell.row.model, stage=stage, budget=budget.name)
 
 
-def _finished(frame, cell: Cell, budget: Budget, stage: str, kind: str) -> int:
-    runs = _mine(frame, cell, budget, stage)
+def _sweep_runs(frame, name: str):
+    if frame.empty or "tags.arnn.sweep" not in frame:
+        return frame.iloc[0:0]
+    return frame[(frame["tags.arnn.sweep"] == name) & (frame["tags.arnn.kind"] == "sweep")]
+
+
+def _sweep_started(frame, name: str) -> bool:
+    return not _sweep_runs(frame, name).empty
+
+
+def _sweep_finished(frame, name: str) -> bool:
+    """A sweep ran to its end (not interrupted, not failed), as its MLflow run says."""
+    runs = _sweep_runs(frame, name)
     if runs.empty:
-        return 0
-    done = runs[(runs["tags.arnn.kind"] == kind) & (runs["status"] == "FINISHED")]
-    if kind == "trial":
-        done = done[done["tags.arnn.status"] == "finished"]
-    return len(done)
-
-
-def _best_sampled(frame, cell: Cell, budget: Budget) -> dict | None:
-    """The selection rule: the finished search trial with the highest best_val_accuracy."""
-    trials = _mine(frame, cell, budget, "search")
-    if trials.empty or "metrics.best_val_accuracy" not in trials:
-        return None
-    trials = trials[
-        (trials["tags.arnn.kind"] == "trial")
-        & (trials["tags.arnn.status"] == "finished")
-        & trials["metrics.best_val_accuracy"].notna()
-    ]
-    if trials.empty:
-        return None
-    best = trials.sort_values("metrics.best_val_accuracy", ascending=False).iloc[0]
-    return json.loads(best["tags.arnn.sampled"])
+        return False
+    label = runs.get("tags.arnn.status", pd.Series(dtype=str))
+    return bool(((runs["status"] == "FINISHED") & (label == scoring.FINISHED)).any())

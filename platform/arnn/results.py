@@ -6,39 +6,58 @@ A cell is (task, model). Its numbers are the test accuracies of the runs tagged
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from arnn import scoring
 from arnn.budgets import BUDGETS
 from arnn.published import PublishedRow, PublishedTable
 
 SELECTION_RULE = (
-    "selection: the search trial with the highest best validation accuracy (5,000 training "
-    "images held out, or the subset's share), then its configuration trained once per seed; "
-    "test accuracy of each seed's best-validation weights"
+    "selection: among the search trials that finished (not pruned, diverged or failed), the "
+    "one whose best epoch scored highest on validation (5,000 training images held out, or "
+    "the subset's share); its configuration trained once per final seed (seeds 1000 and up, "
+    "none a search seed); test accuracy of each seed's best-validation weights, mean ± std "
+    "over the seeds that finished (n = finished/asked; diverged seeds counted beside it)"
 )
 
 
-def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of the experiment as mlflow.search_runs gives it (empty when none)."""
-    import mlflow
+def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
+    """Sweep trials as scoring sees them, from their MLflow runs (one row each): outcome
+    from the tag arnn.status, score from the metric trial_score that each trial logs."""
+    if frame.empty:
+        return []
+    rows = frame.to_dict("records")
 
-    from arnn.tracking import quiet_mlflow
+    def number(value):
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
-    quiet_mlflow()
-    mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        return pd.DataFrame()
-    return mlflow.search_runs(experiment_names=[experiment], max_results=50_000)
+    def whole(value):
+        return None if number(value) is None else int(value)
+
+    return [
+        scoring.TrialRecord(
+            trial=str(row.get("tags.arnn.trial_id") or row["run_id"]),
+            outcome=str(row.get("tags.arnn.status") or scoring.FAILED),
+            score=number(row.get("metrics.trial_score")),
+            run_id=row["run_id"],
+            epochs=whole(row.get("metrics.epochs")),
+            sampled=json.loads(row.get("tags.arnn.sampled") or "{}"),
+        )
+        for row in rows
+    ]
 
 
 @dataclass
 class CellResult:
     published: float | None
-    n: int = 0
+    n: int = 0  # seeds that finished: the mean and std are over these
+    asked: int = 0  # seeds that final runs were started for
+    diverged: int = 0
     mean: float | None = None
     std: float | None = None
     units: str | None = None
@@ -96,10 +115,23 @@ def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = 
     return rows
 
 
+def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
+    """A cell's final trial runs: each seed's outcomes (arnn.status), for
+    arnn.scoring.count_seeds."""
+    outcomes: dict[int, list[str]] = {}
+    if finals.empty or "params.seed" not in finals:
+        return outcomes
+    finals = finals[_tag(finals, "arnn.kind") == "trial"]
+    for seed, status in zip(finals["params.seed"], _tag(finals, "arnn.status"), strict=True):
+        outcomes.setdefault(int(seed), []).append(str(status))
+    return outcomes
+
+
 def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: str | None) -> None:
+    """Mean ± std of the test accuracy over the final seeds that finished; the seeds asked
+    and those that diverged beside it (arnn.scoring.count_seeds decides, as for run.py)."""
     mine = cell_runs(frame, task, model)
-    finals = mine[(_tag(mine, "arnn.stage") == "final") & (mine["status"] == "FINISHED")]
-    finals = finals[finals.get("metrics.test_accuracy", pd.Series(dtype=float)).notna()]
+    finals = mine[(_tag(mine, "arnn.stage") == "final") & (_tag(mine, "arnn.kind") == "trial")]
     budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]  # the largest wins
     if budget is not None:
         budgets = [b for b in budgets if b == budget]
@@ -107,12 +139,20 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
         return
     cell.budget = budgets[-1]
     chosen = finals[_tag(finals, "arnn.budget") == cell.budget]
-    accuracies = 100 * chosen["metrics.test_accuracy"].astype(float)
+    by_seed = final_outcomes_by_seed(chosen)
+    count = scoring.count_seeds(by_seed, sorted(by_seed))
+    cell.asked, cell.diverged = count.asked, count.diverged
+    finished = chosen[
+        (chosen["status"] == "FINISHED") & (_tag(chosen, "arnn.status") == scoring.FINISHED)
+    ]
+    finished = finished.sort_values("start_time").drop_duplicates("params.seed", keep="last")
+    accuracies = 100 * finished.get("metrics.test_accuracy", pd.Series(dtype=float)).dropna()
     cell.n = len(accuracies)
-    cell.mean = float(accuracies.mean())
-    cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
-    cell.units = str(_tag(chosen, "arnn.units").iloc[0])
-    cell.parameters = str(_tag(chosen, "arnn.parameters").iloc[0])
+    if cell.n:
+        cell.mean = float(accuracies.mean())
+        cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
+        cell.units = str(_tag(finished, "arnn.units").iloc[0])
+        cell.parameters = str(_tag(finished, "arnn.parameters").iloc[0])
     same_budget = mine[_tag(mine, "arnn.budget") == cell.budget]
     searched = same_budget[
         (_tag(same_budget, "arnn.stage") == "search") & (_tag(same_budget, "arnn.kind") == "trial")
@@ -141,10 +181,16 @@ def render(table: PublishedTable, rows: list[Row], fmt: str, fill_command: str) 
         for cell in row.cells.values():
             if not row.published.trainable:
                 ours, diff = "cited", ""
-            elif cell.mean is None:
+            elif cell.mean is None and not cell.asked:
                 ours, diff = "no runs yet", ""
+            elif cell.mean is None:
+                ours = f"none finished (n=0/{cell.asked}, {cell.diverged} diverged, {cell.budget})"
+                diff = ""
             else:
-                ours = f"{cell.mean:.1f} ± {cell.std:.1f} (n={cell.n}, {cell.budget})"
+                ours = (
+                    f"{cell.mean:.1f} ± {cell.std:.1f} "
+                    f"(n={cell.n}/{cell.asked}, {cell.diverged} diverged, {cell.budget})"
+                )
                 diff = "" if cell.difference is None else f"{cell.difference:+.1f}"
                 units, params = cell.units or units, cell.parameters
             line += [_pct(cell.published), ours, diff]

@@ -6,9 +6,9 @@ that many runs (sweep trials) can be driven from one process.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +21,8 @@ from mlflow.tracking import MlflowClient
 
 from arnn.config import TrainConfig
 from arnn.errors import UsageError
+from arnn.models import model_entry
+from arnn.provenance import provenance_tags
 from arnn.train import EpochMetrics, Result
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -34,23 +36,27 @@ def resolve_tracking_uri(flag: str | None) -> str:
     return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+# TrainConfig fields that only some models read (each registry entry says which).
+MODEL_SETTINGS = ("eps", "gamma", "sigma_w", "kernel")
+LOCAL_SCHEMES = ("sqlite:", "file:")
+
+
 def config_params(config: TrainConfig) -> dict[str, str]:
-    """Every hyperparameter as a flat string param; task options as task_options.KEY."""
+    """Every hyperparameter the run's model and task use, as flat string params: the model
+    settings it does not read are left out (an LSTM logs no eps), and the task's options
+    appear as task_options.KEY with their defaults filled in."""
     values = config.model_dump(mode="json")
-    params = {k: v for k, v in values.items() if k != "task_options"}
+    unused = set(MODEL_SETTINGS) - model_entry(config.model).uses
+    params = {k: v for k, v in values.items() if k != "task_options" and k not in unused}
     params.update({f"task_options.{k}": v for k, v in config.task_options.items()})
     params["length_unit"], params["length"] = config.length
     return {k: "" if v is None else str(v) for k, v in params.items()}
 
 
-def git_commit() -> str | None:
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return found.stdout.strip() or None
+def is_local_store(tracking_uri: str) -> bool:
+    """A store in this machine's files (SQLite, a folder), which another machine cannot
+    reach: a cluster's workers would each write their trials into a file of their own."""
+    return tracking_uri.startswith(LOCAL_SCHEMES) or "://" not in tracking_uri
 
 
 class TrackedRun:
@@ -73,7 +79,7 @@ class TrackedRun:
         parent_run_id: str | None = None,
     ) -> TrackedRun:
         client = connect(tracking_uri)
-        tags = dict(tags or {})
+        tags = {**provenance_tags(), **(tags or {})}
         if parent_run_id is not None:
             tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(
@@ -147,6 +153,7 @@ class TrackedRun:
                 "arnn.parameters": result.parameters,
                 "arnn.device": result.device,
                 STATUS_TAG: result.status,
+                **({"arnn.diverged_at": result.diverged_at} if result.diverged_at else {}),
             }
         )
         self.log_metrics(
@@ -159,11 +166,15 @@ class TrackedRun:
             }
         )
         if result.best_state is not None:
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "weights.pt"
-                state = {k: v.cpu() for k, v in result.best_state.items()}
-                torch.save({"config": config.model_dump(mode="json"), "state_dict": state}, path)
-                self.client.log_artifact(self.run_id, str(path), artifact_path="model")
+            self.log_weights(result.best_state, config)
+
+    def log_weights(self, state: dict[str, torch.Tensor], config: TrainConfig) -> None:
+        """Weights with the configuration that made them, as the artifact model/weights.pt."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "weights.pt"
+            state = {k: v.cpu() for k, v in state.items()}
+            torch.save({"config": config.model_dump(mode="json"), "state_dict": state}, path)
+            self.client.log_artifact(self.run_id, str(path), artifact_path="model")
 
     def finish(self, status: RunStatus = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
@@ -219,19 +230,18 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def run_tags(config: TrainConfig, device: str) -> dict[str, str]:
-    tags = {
+def run_tags(config: TrainConfig, device: str, kernel: str) -> dict[str, str]:
+    """What a training run is, beside its params: `kernel` is the path the recurrence takes
+    (eager or fused, as arnn.kernels.resolve_kernel decided)."""
+    return {
         "arnn.task": config.task,
+        "arnn.task_options": json.dumps(config.task_options, sort_keys=True),
         "arnn.model": config.model,
         "arnn.units": str(config.hidden),
         "arnn.device": device,
-        "arnn.torch": torch.__version__,
+        "arnn.kernel": kernel,
+        "arnn.seed": str(config.seed),
     }
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-        tags["arnn.git_commit"] = commit
-    return tags
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -241,6 +251,21 @@ def absolute_tracking_uri(uri: str) -> str:
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         return prefix + str(Path(uri[len(prefix) :]).resolve())
     return uri
+
+
+def runs_frame(tracking_uri: str, experiment: str, filter_string: str = ""):
+    """The experiment's runs (those matching `filter_string`) as mlflow.search_runs gives
+    them: a pandas DataFrame with params.*, metrics.* and tags.* columns; empty when none."""
+    import mlflow
+    import pandas as pd
+
+    quiet_mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        return pd.DataFrame()
+    return mlflow.search_runs(
+        experiment_names=[experiment], filter_string=filter_string, max_results=50_000
+    )
 
 
 def load_trained(tracking_uri: str, run_id: str) -> tuple[TrainConfig, dict]:

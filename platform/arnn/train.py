@@ -20,8 +20,8 @@ import torch
 from arnn.config import TrainConfig
 from arnn.data import Data, batches, num_batches, prepare_data, resolve_data_dir
 from arnn.errors import UsageError
-from arnn.kernels import check_kernel
-from arnn.models import count_parameters, create_model
+from arnn.kernels import check_kernel, resolve_kernel
+from arnn.models import count_parameters, create_model, model_entry
 from arnn.tasks import Split, Task, create_task
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -30,6 +30,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_003, 2_000_003
 # Settings that change where a run computes, not what: a checkpoint may be resumed across them.
 _RESUMABLE_ACROSS = {"data_dir", "download", "device", "kernel", "epochs", "iterations"}
+Status = Literal["finished", "diverged"]
 
 
 @dataclass
@@ -49,10 +50,12 @@ class EpochMetrics:
 
 @dataclass
 class Result:
-    status: Literal["finished", "diverged"]
+    status: Status
     device: str
+    kernel: str  # the path the recurrence took: eager or fused
     parameters: int
     history: list[EpochMetrics]
+    diverged_at: str | None = None  # what ended a diverged run, and when
     best_epoch: int | None = None
     best_val_accuracy: float | None = None
     test_loss: float | None = None
@@ -78,7 +81,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(config: TrainConfig, task: Task) -> torch.nn.Module:
+def kernel_path(config: TrainConfig, device: torch.device) -> str:
+    """eager or fused: the path this run's recurrence takes on `device` (models without
+    our recurrence run PyTorch's own layers: eager)."""
+    if "kernel" not in model_entry(config.model).uses:
+        return "eager"
+    return resolve_kernel(config.kernel, device, config.hidden)
+
+
+def build_model(config: TrainConfig, task: Task, kernel: str | None = None) -> torch.nn.Module:
     return create_model(
         config.model,
         input_size=task.input_size,
@@ -87,7 +98,7 @@ def build_model(config: TrainConfig, task: Task) -> torch.nn.Module:
         eps=config.eps,
         gamma=config.gamma,
         sigma_w=config.sigma_w,
-        kernel=config.kernel,
+        kernel=kernel or config.kernel,
     )
 
 
@@ -109,16 +120,23 @@ def train(
     checkpoint_dir: Path | None = None,
     progress: Progress | None = None,
     data: Data | None = None,
+    score_test: bool = True,
 ) -> Result:
-    """Train one configuration; resume from `checkpoint_dir` when it holds a checkpoint."""
+    """Train one configuration; resume from `checkpoint_dir` when it holds a checkpoint.
+    The test split is scored (with the best-validation weights) only when `score_test`:
+    search trials leave it for the final runs.
+
+    A run diverges when its loss, its gradient norm or (at an epoch's end) its parameters
+    are not finite; it then ends before that epoch is evaluated, checkpointed or reported."""
     device = resolve_device(config.device)
     check_kernel(config.kernel, device)
+    kernel = kernel_path(config, device)
     task = create_task(config.task, config.task_options)
     data = data or load_data(config, task)
     train_split, val_split, test_split = (s.to(device) for s in (data.train, data.val, data.test))
 
     torch.manual_seed(config.seed)
-    model = build_model(config, task).to(device)
+    model = build_model(config, task, kernel).to(device)
     optimizer = _optimizer(config, model)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
@@ -140,7 +158,8 @@ def train(
         )
     progress = progress or (lambda iterable, total, description: iterable)
 
-    status: Literal["finished", "diverged"] = "finished"
+    status: Status = "finished"
+    diverged_at = None
     for epoch in range(run.epoch + 1, total_epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -153,18 +172,24 @@ def train(
             outputs = model(task.to_inputs(inputs, noise))
             loss = task.loss(outputs, targets)
             if not torch.isfinite(loss):
-                status = "diverged"
+                status, diverged_at = "diverged", f"non-finite loss at step {run.step + 1}"
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if config.clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip or math.inf)
+            if not torch.isfinite(norm):
+                status = "diverged"
+                diverged_at = f"non-finite gradient norm at step {run.step + 1}"
+                break
             optimizer.step()
             run.step += 1
             loss_sum += loss.item() * len(targets)
             seen += len(targets)
             hits, count = task.score(outputs.detach(), targets)
             correct, scored = correct + hits, scored + count
+        if status == "finished" and not _finite_parameters(model):
+            status = "diverged"
+            diverged_at = f"non-finite parameters after epoch {epoch} (step {run.step})"
         if status == "diverged":
             break
         lr = optimizer.param_groups[0]["lr"]
@@ -196,13 +221,15 @@ def train(
     result = Result(
         status=status,
         device=str(device),
+        kernel=kernel,
         parameters=count_parameters(model),
         history=run.history,
+        diverged_at=diverged_at,
         best_epoch=run.best_epoch,
         best_val_accuracy=run.best_val_accuracy,
         best_state=run.best_state,
     )
-    if run.best_state is not None:
+    if score_test and run.best_state is not None:
         model.load_state_dict(run.best_state)
         result.test_loss, result.test_accuracy = evaluate(
             model, task, test_split, config.batch_size, TEST_NOISE_SEED
@@ -224,6 +251,10 @@ def evaluate(
         hits, count = task.score(outputs, targets)
         correct, scored = correct + hits, scored + count
     return loss_sum / max(len(split), 1), correct / max(scored, 1)
+
+
+def _finite_parameters(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -249,12 +280,18 @@ class _RunState:
     best_state: dict[str, torch.Tensor] | None = None
 
 
-def checkpoint_epoch(directory: Path) -> int:
-    """The last completed epoch saved in `directory` (0 when it holds no checkpoint)."""
+def read_checkpoint(directory: Path) -> dict | None:
+    """The checkpoint saved in `directory`, on the CPU (None when there is none)."""
     path = Path(directory) / CHECKPOINT_FILE
     if not path.exists():
-        return 0
-    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def checkpoint_epoch(directory: Path) -> int:
+    """The last completed epoch saved in `directory` (0 when it holds no checkpoint)."""
+    checkpoint = read_checkpoint(directory)
+    return 0 if checkpoint is None else checkpoint["epoch"]
 
 
 def _comparable(config: TrainConfig | dict) -> dict:

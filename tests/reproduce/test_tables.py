@@ -3,8 +3,11 @@ MNIST through real sweeps on a local Ray, then the table read back from MLflow."
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.datasets import write_mnist
@@ -48,7 +51,34 @@ def test_an_empty_store_still_prints_the_published_tables(tmp_path):
     assert "fill them with: python reproduce/run.py --table 1 --budget smoke" in out
 
 
-def test_run_fills_a_cell_then_skips_it_and_table_shows_it(tmp_path):
+def _store(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("arnn")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def _running_trial(database: Path) -> bool:
+    """Read-only, straight from SQLite: an MLflow client here would race run.py's own
+    creation of the store's tables."""
+    if not database.exists():
+        return False
+    query = (
+        "SELECT count(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+        "WHERE runs.status = 'RUNNING' AND tags.key = 'arnn.kind' AND tags.value = 'trial'"
+    )
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as store:
+            return store.execute(query).fetchone()[0] > 0
+    except sqlite3.Error:  # tables not made yet
+        return False
+
+
+def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path):
+    """SIGTERM during the search stops run.py (exit 143) at that cell, with no final runs;
+    run again, it resumes that search (not a second one) and adds the final seeds, which
+    are never search seeds; run again, it skips; --seeds 3 adds the one missing seed."""
     data = write_mnist(tmp_path / "data", train=1200, test=300)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [
@@ -69,12 +99,66 @@ def test_run_fills_a_cell_then_skips_it_and_table_shows_it(tmp_path):
         "--storage-path",
         str(tmp_path / "ray"),
     ]
+    runner = subprocess.Popen(
+        [sys.executable, str(REPRODUCE / "run.py"), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while runner.poll() is None and time.monotonic() < deadline:
+            if _running_trial(tmp_path / "mlflow.db"):
+                break
+            time.sleep(0.3)
+        runner.send_signal(signal.SIGTERM)
+        output, errors = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert runner.returncode == 143, errors[-3000:]
+    assert "table1_mnist_antisymmetric: interrupted by SIGTERM" in output, output
+    runs = _store(uri)
+    (search,) = [r for r in runs if r.data.tags.get("arnn.kind") == "sweep"]
+    assert (search.info.status, search.data.tags["arnn.status"]) == ("KILLED", "interrupted")
+    assert not [r for r in runs if r.data.tags.get("arnn.stage") == "final"]
+
     done = _script("run.py", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "table1_mnist_antisymmetric: done with" in done.stdout
+    assert "(final seeds 1000..1001)" in done.stdout
+    runs = _store(uri)
+    sweeps = [r for r in runs if r.data.tags.get("arnn.kind") == "sweep"]
+    searches = [r for r in sweeps if r.data.tags["arnn.stage"] == "search"]
+    assert len(searches) == 1 and searches[0].info.status == "FINISHED"  # resumed, not redone
+    search_trials = [
+        r
+        for r in runs
+        if r.data.tags.get("arnn.kind") == "trial" and r.data.tags["arnn.stage"] == "search"
+    ]
+    assert len(search_trials) == 2
+    finals = [
+        r
+        for r in runs
+        if r.data.tags.get("arnn.stage") == "final" and r.data.tags.get("arnn.kind") == "trial"
+    ]
+    search_seeds = {r.data.params["seed"] for r in search_trials}
+    assert sorted(r.data.params["seed"] for r in finals) == ["1000", "1001"]
+    assert not search_seeds & {r.data.params["seed"] for r in finals}
+    assert all("test_accuracy" in r.data.metrics for r in finals)
 
     again = _script("run.py", *args, cwd=tmp_path)
     assert again.returncode == 0 and "table1_mnist_antisymmetric: complete already" in again.stdout
+
+    more = _script("run.py", *[a if a != "2" else "3" for a in args], cwd=tmp_path)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "(final seeds 1002..1002)" in more.stdout
+    finals = [
+        r
+        for r in _store(uri)
+        if r.data.tags.get("arnn.stage") == "final" and r.data.tags.get("arnn.kind") == "trial"
+    ]
+    assert sorted(r.data.params["seed"] for r in finals) == ["1000", "1001", "1002"]
 
     table = _script(
         "table.py",
@@ -90,7 +174,8 @@ def test_run_fills_a_cell_then_skips_it_and_table_shows_it(tmp_path):
     text = (tmp_path / "t1.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| AntisymmetricRNN |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1] == "98.0" and "(n=2, smoke)" in cells[2] and cells[3].startswith("-")
+    assert cells[1] == "98.0" and "(n=3/3, 0 diverged, smoke)" in cells[2]
+    assert cells[3].startswith("-")
     assert cells[-1] == "9674" and cells[-3] == "128"
     assert "trials searched per cell: antisymmetric/mnist 2" in text
     assert (tmp_path / "table1.png").read_bytes()[:4] == b"\x89PNG"
@@ -103,3 +188,55 @@ def test_run_fills_a_cell_then_skips_it_and_table_shows_it(tmp_path):
     assert r"\begin{tabular}" in latex and r"$\pm$" in latex
     csv = table_as("csv")
     assert csv.splitlines()[2].startswith("method,MNIST published")
+
+
+def test_a_diverged_final_seed_is_counted_beside_the_mean_not_in_it():
+    """Three final seeds: two finished (90% and 80%), one diverged after scoring 10% on
+    the test set; the cell is 85.0 ± 7.1 over n = 2/3 with 1 diverged."""
+    import pandas as pd
+
+    from arnn.published import load_published
+    from arnn.results import build_rows, render
+
+    def final(seed: int, status: str, accuracy: float, start: int) -> dict:
+        return {
+            "run_id": f"r{seed}",
+            "status": "FINISHED",
+            "start_time": start,
+            "params.seed": str(seed),
+            "metrics.test_accuracy": accuracy,
+            "tags.arnn.status": status,
+            "tags.arnn.kind": "trial",
+            "tags.arnn.stage": "final",
+            "tags.arnn.cell_task": "mnist",
+            "tags.arnn.cell_model": "antisymmetric",
+            "tags.arnn.budget": "smoke",
+            "tags.arnn.units": "128",
+            "tags.arnn.parameters": "9674",
+        }
+
+    frame = pd.DataFrame(
+        [
+            final(1000, "finished", 0.9, 1),
+            final(1001, "diverged", 0.1, 2),
+            final(1002, "failed", float("nan"), 3),
+            final(1002, "finished", 0.8, 4),  # run again after it failed
+        ]
+    )
+    frame.loc[2, "status"] = "FAILED"
+    (table,) = [t for t in load_published(REPRODUCE / "published.yaml") if t.id == 1]
+    rows = build_rows(table, frame)
+    (row,) = [r for r in rows if r.published.model == "antisymmetric"]
+    cell = row.cells["mnist"]
+    assert (cell.n, cell.asked, cell.diverged) == (2, 3, 1)
+    assert round(cell.mean, 1) == 85.0 and round(cell.std, 1) == 7.1
+    text = render(table, rows, "markdown", "fill")
+    assert "85.0 ± 7.1 (n=2/3, 1 diverged, smoke)" in text
+
+
+def test_run_on_a_cluster_refuses_a_tracking_file_on_this_machine(tmp_path):
+    done = _script("run.py", "--table", "1", "--address", "auto", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("run.py: error: --tracking-uri: sqlite:///")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import json
+import os
 import pickle
 import signal
 import subprocess
@@ -15,8 +17,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from arnn.sweep.driver import sweep
-from tests.conftest import run_arnn
+from tests.conftest import assert_provenance, run_arnn
 from tests.datasets import write_broken_mnist, write_mnist
+from tests.ray_local import local_cluster
 
 ADDING = {"length": 10, "train_size": 512, "test_size": 64}
 
@@ -55,8 +58,8 @@ def _runs(uri: str, experiment: str = "arnn"):
 
 
 def _study(storage: Path, name: str) -> optuna.Study:
-    """The Optuna study as Ray saved it with the sweep's searcher state."""
-    (path,) = glob.glob(str(storage / name / "searcher-state-*.pkl"))
+    """The Optuna study as Ray last saved it with the sweep's searcher state."""
+    path = max(glob.glob(str(storage / name / "searcher-state-*.pkl")), key=os.path.getmtime)
     with open(path, "rb") as f:
         state = pickle.load(f)
     return state["_ot_study"] if isinstance(state, dict) else state[0]
@@ -83,18 +86,41 @@ def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch)
         if child.data.tags["arnn.status"] == "pruned":
             assert child.info.status == "KILLED"
         if child.data.tags["arnn.status"] == "finished":
-            assert child.info.status == "FINISHED" and "test_accuracy" in child.data.metrics
+            assert child.info.status == "FINISHED"
+        assert "test_accuracy" not in child.data.metrics  # search trials leave the test set
     assert states <= {"finished", "pruned", "diverged"} and "finished" in states
 
     counts = outcome.counts
     assert counts["diverged"] == 2 and sum(counts.values()) == 4
     assert parent.data.metrics["trials_diverged"] == 2
+    assert parent.data.tags["arnn.status"] == "finished"
+    for run in (parent, *children):  # provenance on the sweep's run and every trial's
+        assert_provenance(run.data.tags)
+        assert json.loads(run.data.tags["arnn.task_options"]) == {**ADDING, "data_seed": 0}
+
+    # One rule for "best": each trial's score is its best epoch (logged as trial_score),
+    # the best trial the best finished one; Optuna, the console and the sweep's run agree.
+    finished = [c for c in children if c.data.tags["arnn.status"] == "finished"]
+    for child in finished:
+        losses = [m.value for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert child.data.metrics["trial_score"] == min(losses)
+    best = min(finished, key=lambda c: c.data.metrics["trial_score"])
+    assert outcome.best.run_id == best.info.run_id
+    assert parent.data.tags["arnn.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["sweep_best_val_loss"] == best.data.metrics["trial_score"]
+    assert "best_val_loss" not in parent.data.metrics
 
     study = _study(tmp_path / "ray", "grid")
     told = [t.state for t in study.trials]
     assert told.count(optuna.trial.TrialState.FAIL) == 2  # the diverged
     assert told.count(optuna.trial.TrialState.PRUNED) == counts["pruned"]
     assert told.count(optuna.trial.TrialState.COMPLETE) == counts["finished"]
+    scores = {c.data.tags["arnn.sampled"]: c.data.metrics.get("trial_score") for c in children}
+    for trial in study.trials:
+        key = json.dumps(trial.params, sort_keys=True)
+        assert trial.user_attrs["arnn_outcome"] in ("finished", "pruned", "diverged")
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.value == scores[key]  # the best epoch, not the last
 
 
 def _mnist_spec(tmp_path: Path, *, samples: int) -> Path:
@@ -123,15 +149,15 @@ def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, mon
     assert outcome.counts["finished"] == 1, outcome.counts
 
 
-def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(tmp_path, monkeypatch):
+def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(
+    tmp_path, monkeypatch, mlflow_server
+):
     """A cluster whose nodes read a broken MNIST (the driver, on another address, does not
     check the workers' data): every trial fails, and the sweep ends FAILED, exit 1."""
-    from ray.cluster_utils import Cluster
-
     write_broken_mnist(tmp_path / "broken")
     monkeypatch.setenv("ARNN_DATA_DIR", str(tmp_path / "broken"))  # the nodes inherit it
     spec = _mnist_spec(tmp_path, samples=2)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster = local_cluster(num_cpus=2)
     try:
         done = run_arnn(
             "sweep",
@@ -140,6 +166,10 @@ def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(tmp_path, monkeyp
             cluster.address,
             "--storage-path",
             str(tmp_path / "ray"),
+            "--tracking-uri",
+            mlflow_server,
+            "--experiment",
+            "failing",
             cwd=tmp_path,
             timeout=300,
         )
@@ -149,11 +179,28 @@ def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(tmp_path, monkeyp
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("every trial failed; the first: "), last
     assert "MNIST in" in last and "cannot be read (AssertionError)" in last, last
-    assert "2 trials: 0 finished, 0 pruned, 0 diverged, 2 failed" in done.stdout
+    assert (
+        "2 trials: 0 finished, 0 pruned, 0 interrupted, 0 diverged, 2 failed, 0 never started"
+        in done.stdout
+    )
     assert "best trial" not in done.stdout
-    _, parents, children = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert [p.info.status for p in parents] == ["FAILED"]
+    _, parents, children = _runs(mlflow_server, "failing")
+    assert [(p.info.status, p.data.tags["arnn.status"]) for p in parents] == [("FAILED", "failed")]
     assert len(children) == 2 and {c.info.status for c in children} == {"FAILED"}
+    assert all("cannot be read" in c.data.tags["arnn.error"] for c in children)
+
+
+def test_a_cluster_with_a_tracking_file_on_this_machine_is_refused(tmp_path):
+    """Workers of a cluster would each write a SQLite file of their own: refused at once,
+    before Ray or MLflow is touched."""
+    spec = _spec(tmp_path)
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1", "auto"):  # never dialled
+        done = run_arnn("sweep", str(spec), "--address", address, cwd=tmp_path, timeout=60)
+        assert done.returncode == 2
+        line = done.stderr.strip()
+        assert line.startswith("arnn: error: --tracking-uri: sqlite:///") and "\n" not in line
+        assert "point --tracking-uri at the MLflow server on the head" in line
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
 
 
 def test_a_second_sweep_of_the_same_name_needs_resume(tmp_path, monkeypatch, capsys):
@@ -201,22 +248,27 @@ def _slow_spec(tmp_path: Path, *, samples: int, epochs: int, seed: int) -> Path:
     )
 
 
-def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
-    spec = _slow_spec(tmp_path, samples=3, epochs=3, seed=1)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
+def _sweep_command(spec: Path, tmp_path: Path, name: str, *extra: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "arnn",
         "sweep",
         str(spec),
         "--name",
-        "killed",
+        name,
         "--storage-path",
         str(tmp_path / "ray"),
         "--tracking-uri",
-        uri,
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        *extra,
     ]
+
+
+def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
+    spec = _slow_spec(tmp_path, samples=3, epochs=3, seed=1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = _sweep_command(spec, tmp_path, "killed")
     driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: _epochs_logged(uri) >= 2, 180, "two epochs logged")
@@ -226,19 +278,7 @@ def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
     _, _, before = _runs(uri)
     assert any(c.info.status == "RUNNING" for c in before)  # killed mid-sweep
 
-    done = run_arnn(
-        "sweep",
-        str(spec),
-        "--name",
-        "killed",
-        "--resume",
-        "--storage-path",
-        str(tmp_path / "ray"),
-        "--tracking-uri",
-        uri,
-        cwd=tmp_path,
-        timeout=400,
-    )
+    done = run_arnn(*args[3:], "--resume", cwd=tmp_path, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     client, parents, children = _runs(uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -269,10 +309,8 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
     """Head + 2 worker nodes on this machine; the node of a running trial is removed
     mid-trial. That trial restarts from its last checkpoint on the other node, logging over
     HTTP to MLflow."""
-    from ray.cluster_utils import Cluster
-
     spec = _slow_spec(tmp_path, samples=2, epochs=4, seed=2)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = local_cluster(num_cpus=0)
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     experiment = "nodes"
@@ -332,3 +370,79 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert sorted(steps) == [1, 2, 3, 4], steps
+
+
+def _finished_trials(uri: str) -> int:
+    try:
+        _, _, children = _runs(uri)
+    except Exception:
+        return 0
+    return sum(c.info.status == "FINISHED" for c in children)
+
+
+def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_path):
+    """SIGINT after the first trial finished: exit 130, the sweep's run and the trials in
+    flight KILLED with arnn.status=interrupted (not pruned, and not told to Optuna), the
+    resume command printed; --resume then ends with exactly num_samples runs and trials."""
+    spec = _slow_spec(tmp_path, samples=3, epochs=3, seed=3)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = subprocess.Popen(
+        _sweep_command(spec, tmp_path, "stopped"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: _finished_trials(uri) >= 1, 240, "a finished trial")
+        driver.send_signal(signal.SIGINT)
+        output, errors = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, errors[-3000:]
+    resume = errors.strip().splitlines()[-1]
+    assert resume.startswith("resume it with: arnn sweep ") and "--name stopped --resume" in resume
+    assert "interrupted by SIGINT" in errors
+    _, parents, children = _runs(uri)
+    assert [(p.info.status, p.data.tags["arnn.status"]) for p in parents] == [
+        ("KILLED", "interrupted")
+    ]
+    assert parents[0].data.metrics["trials_interrupted"] >= 1
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    labels = sorted(c.data.tags["arnn.status"] for c in children)
+    assert "interrupted" in labels and "pruned" not in labels, labels
+    assert "finished" in labels
+    study = _study(tmp_path / "ray", "stopped")
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+
+    done = run_arnn(*_sweep_command(spec, tmp_path, "stopped", "--resume")[3:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client, parents, children = _runs(uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["arnn.status"] == "finished"
+    assert len(children) == 3 and {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.tags["arnn.status"] for c in children} == {"finished"}
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2, 3], steps
+    study = _study(tmp_path / "ray", "stopped")
+    assert len(study.trials) == 3
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+
+
+def test_resuming_with_a_changed_spec_is_refused_naming_the_keys(tmp_path):
+    spec = _spec(tmp_path, num_samples=2, sampler={"type": "random", "seed": 0})
+    spec_text = spec.read_text()
+    first = run_arnn(*_sweep_command(spec, tmp_path, "changed")[3:], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    _, before, children_before = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec.write_text(spec_text.replace("eps: 0.5", "eps: 0.25"))
+    done = run_arnn(*_sweep_command(spec, tmp_path, "changed", "--resume")[3:], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "arnn: error: --resume: the spec changed since sweep 'changed' started: "
+        "fixed.eps 0.5 -> 0.25; resume it with the spec it started with, or start a new sweep"
+    )
+    _, after, children_after = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert [p.info.status for p in after] == [p.info.status for p in before]
+    assert len(children_after) == len(children_before)

@@ -1,32 +1,57 @@
-"""`arnn sweep SPEC`: validate, open the sweep's MLflow run, run it on Ray, summarise."""
+"""`arnn sweep SPEC`: validate, open the sweep's MLflow run, run it on Ray, summarise.
+
+Every check happens before Ray starts and before anything is written to MLflow. The
+summary is read back from MLflow, so that a fresh sweep, a resumed one and an interrupted
+one are counted and ranked the same way (arnn.scoring).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
+import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
+from arnn import scoring
 from arnn.data import DATA_DIR_ENV, resolve_data_dir
 from arnn.errors import UsageError
+from arnn.interrupt import Interrupted, StopSignals
+from arnn.results import trial_records
+from arnn.sweep.ray_runtime import check_address, connect, disconnect
 from arnn.sweep.space import num_trials
 from arnn.sweep.spec import Spec, load_spec
-from arnn.sweep.tune import (
-    KIND_TAG,
-    SWEEP_TAG,
-    SweepOutcome,
-    SweepSettings,
-    can_resume,
-    check_address,
-    run_sweep,
-)
+from arnn.sweep.tune import KIND_TAG, SWEEP_TAG, SweepSettings, can_resume, run_sweep
 from arnn.tasks import create_task
-from arnn.tracking import STATUS_TAG, TrackedRun, absolute_tracking_uri, resolve_tracking_uri
+from arnn.tracking import (
+    TrackedRun,
+    absolute_tracking_uri,
+    is_local_store,
+    resolve_tracking_uri,
+    runs_frame,
+)
 
 DEFAULT_STORAGE = "ray_results"
+SPEC_HASH_TAG = "arnn.spec_hash"
+SPEC_TAG = "arnn.spec"  # the spec as JSON, every default filled in: what a resume compares
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    parent_run_id: str
+    trials: list[scoring.TrialRecord]  # ranked: finished best first
+    counts: dict[str, int]  # by outcome, "never started" included
+    best: scoring.TrialRecord | None
+
+    @property
+    def every_trial_failed(self) -> bool:
+        return scoring.every_trial_failed(self.counts)
 
 
 def sweep(
@@ -42,9 +67,12 @@ def sweep(
     data_dir: str | None = None,
     experiment: str = "arnn",
     tags: dict[str, str] | None = None,
+    score_test: bool = False,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep: a Spec, or the path of its YAML file. Every check happens
-    before Ray starts. `tags` go on the sweep's MLflow run and on every trial's."""
+    """Run (or resume) a sweep: a Spec, or the path of its YAML file. `tags` go on the
+    sweep's MLflow run and on every trial's; `score_test` scores each trial's test split
+    (final runs do, search trials do not). Raises Interrupted after SIGINT or SIGTERM,
+    with every run closed and the resume command printed."""
     spec_file = None if isinstance(spec, Spec) else Path(spec)
     if spec_file is not None:
         spec = load_spec(spec_file)
@@ -55,6 +83,8 @@ def sweep(
     if resume and name is None:
         raise UsageError("--resume: name the sweep to resume with --name")
     check_address(address)
+    uri = absolute_tracking_uri(resolve_tracking_uri(tracking_uri))
+    check_tracking_reachable(address, uri)
     name = name or f"{spec.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     if data_dir is None and address == "local":
         # Trials run in folders of their own: a relative $ARNN_DATA_DIR means this one.
@@ -64,7 +94,7 @@ def sweep(
     settings = SweepSettings(
         name=name,
         spec=spec,
-        tracking_uri=absolute_tracking_uri(resolve_tracking_uri(tracking_uri)),
+        tracking_uri=uri,
         experiment=experiment,
         storage_path=_storage(storage_path),
         address=address,
@@ -73,6 +103,7 @@ def sweep(
         data_dir=data_dir,
         resume=resume,
         tags=tuple(sorted((tags or {}).items())),
+        score_test=score_test,
     )
     exists = can_resume(settings)
     if resume and not exists:
@@ -85,32 +116,56 @@ def sweep(
     if address == "local":
         _check_data(spec, data_dir)
     total = num_trials(spec, samples)
-    parent = _parent_run(settings, total, spec_file)
-    settings = SweepSettings(**{**settings.__dict__, "parent_run_id": parent.run_id})
-    print(
-        f"sweep {name}: {total} trials of {spec.task} / {spec.model}, at most "
-        f"{max_concurrent or spec.max_concurrent} at once; MLflow run {parent.run_id} "
-        f"in {settings.tracking_uri}",
-        flush=True,
+    previous = _previous_parent(settings) if resume else None
+    if previous is not None:
+        _check_unchanged(previous, spec, total)
+    resume_command = _resume_command(
+        spec_file, name, address, tracking_uri, storage_path, experiment, data_dir
     )
+
+    connect(address)
     try:
-        outcome = run_sweep(settings, total)
-    except KeyboardInterrupt:
-        parent.finish("KILLED")
-        raise
-    except BaseException:
-        parent.finish("FAILED")
-        raise
-    outcome.counts = _close_leftovers(parent, settings)
-    _summarise(parent, outcome, spec.metric)
-    if outcome.every_trial_failed:
-        errors = [row["error"] for row in outcome.trials if row["error"]]
-        first = errors[0] if errors else "no error recorded"
-        print(f"every trial failed; the first: {first}", file=sys.stderr)
-        parent.finish("FAILED")
-        return outcome
-    parent.finish("FINISHED")
-    return outcome
+        with StopSignals():  # until Tune runs, a signal stops at once
+            parent = _open_parent(settings, total, previous)
+            settings = dataclasses.replace(settings, parent_run_id=parent.run_id)
+            print(
+                f"sweep {name}: {total} trials of {spec.task} / {spec.model}, at most "
+                f"{max_concurrent or spec.max_concurrent} at once; MLflow run "
+                f"{parent.run_id} in {settings.tracking_uri}",
+                flush=True,
+            )
+            try:
+                tuned = run_sweep(settings, total)
+            except KeyboardInterrupt as error:
+                signum = error.signum if isinstance(error, Interrupted) else 2
+                _end_interrupted(parent, settings, total, signum, resume_command)
+            except BaseException:
+                parent.finish("FAILED")
+                raise
+            if tuned.interrupted_by is not None:
+                _end_interrupted(parent, settings, total, tuned.interrupted_by, resume_command)
+            _close_leftovers(parent, settings, status="KILLED", label=scoring.PRUNED)
+            outcome = _summarise(parent, settings, total)
+            if outcome.every_trial_failed:
+                first = tuned.errors[0] if tuned.errors else "no error recorded"
+                print(f"every trial failed; the first: {first}", file=sys.stderr)
+                parent.close("FAILED", scoring.FAILED)
+            else:
+                parent.close("FINISHED", scoring.FINISHED)
+            return outcome
+    finally:
+        disconnect()
+
+
+def check_tracking_reachable(address: str, tracking_uri: str) -> None:
+    """On a cluster every worker logs its trials: a store in this machine's files would be
+    a different file on each worker, which the driver never sees."""
+    if address != "local" and is_local_store(tracking_uri):
+        raise UsageError(
+            f"--tracking-uri: {tracking_uri} is a file on this machine, which the cluster's "
+            f"workers (--address {address}) cannot reach; point --tracking-uri at the MLflow "
+            "server on the head, e.g. http://HEAD:5000"
+        )
 
 
 def _check_data(spec, data_dir: str | None) -> None:
@@ -129,15 +184,63 @@ def _storage(flag: str | None) -> str:
     return str(Path(chosen).expanduser().resolve())
 
 
-def _parent_run(settings: SweepSettings, total: int, spec_file: Path | None) -> TrackedRun:
-    tags = {SWEEP_TAG: settings.name, KIND_TAG: "sweep"}
-    if settings.resume:
-        run = TrackedRun.find(
-            tracking_uri=settings.tracking_uri, experiment=settings.experiment, tags=tags
-        )
-        if run is not None:
-            run.reopen()
-            return run
+def _spec_content(spec: Spec, total: int) -> dict:
+    """What a sweep searches: the spec with every default, and its number of trials."""
+    return {**spec.model_dump(mode="json"), "num_samples": total}
+
+
+def spec_hash(spec: Spec, total: int) -> str:
+    content = json.dumps(_spec_content(spec, total), sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def _parent_tags(settings: SweepSettings) -> dict[str, str]:
+    return {SWEEP_TAG: settings.name, KIND_TAG: "sweep"}
+
+
+def _previous_parent(settings: SweepSettings) -> TrackedRun | None:
+    return TrackedRun.find(
+        tracking_uri=settings.tracking_uri,
+        experiment=settings.experiment,
+        tags=_parent_tags(settings),
+    )
+
+
+def _check_unchanged(parent: TrackedRun, spec: Spec, total: int) -> None:
+    """A resumed sweep searches what it started with: a changed spec is refused, naming
+    the keys that differ."""
+    tags = parent.client.get_run(parent.run_id).data.tags
+    if tags.get(SPEC_HASH_TAG) == spec_hash(spec, total):
+        return
+    before = _flatten(json.loads(tags.get(SPEC_TAG, "{}")))
+    now = _flatten(_spec_content(spec, total))
+    changed = [
+        f"{key} {before.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(set(before) | set(now))
+        if before.get(key) != now.get(key)
+    ]
+    raise UsageError(
+        f"--resume: the spec changed since sweep {tags.get(SWEEP_TAG)!r} started: "
+        + ("; ".join(changed) or "its hash differs")
+        + "; resume it with the spec it started with, or start a new sweep"
+    )
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _open_parent(settings: SweepSettings, total: int, previous: TrackedRun | None) -> TrackedRun:
+    if previous is not None:
+        previous.reopen()
+        previous.set_tags({"arnn.status": "running"})
+        return previous
     spec = settings.spec
     run = TrackedRun.start(
         tracking_uri=settings.tracking_uri,
@@ -158,7 +261,16 @@ def _parent_run(settings: SweepSettings, total: int, spec_file: Path | None) -> 
             "storage_path": settings.storage_path,
             "searched": ",".join(spec.params) or "-",
         },
-        tags={**tags, "arnn.task": spec.task, "arnn.model": spec.model, **dict(settings.tags)},
+        tags={
+            **_parent_tags(settings),
+            SPEC_HASH_TAG: spec_hash(spec, total),
+            SPEC_TAG: json.dumps(_spec_content(spec, total), sort_keys=True),
+            "arnn.task": spec.task,
+            "arnn.task_options": json.dumps(spec.base_config().task_options, sort_keys=True),
+            "arnn.model": spec.model,
+            "arnn.status": "running",
+            **dict(settings.tags),
+        },
     )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "spec.yaml"
@@ -169,45 +281,99 @@ def _parent_run(settings: SweepSettings, total: int, spec_file: Path | None) -> 
     return run
 
 
-def _close_leftovers(parent: TrackedRun, settings: SweepSettings) -> dict[str, int]:
-    """Close trial runs that a killed driver left RUNNING; count the trials by outcome."""
-    counts = {"finished": 0, "pruned": 0, "diverged": 0, "failed": 0}
-    for run in parent.children(settings.experiment):
-        status = run.data.tags.get(STATUS_TAG)
-        if run.info.status == "RUNNING":
-            status = "pruned"
-            TrackedRun(parent.client, run.info.run_id).close("KILLED", status)
-        counts[status if status in counts else "failed"] += 1
-    return counts
+def _children(parent: TrackedRun, settings: SweepSettings):
+    return runs_frame(
+        settings.tracking_uri,
+        settings.experiment,
+        f"tags.`mlflow.parentRunId` = '{parent.run_id}'",
+    )
 
 
-def _summarise(parent: TrackedRun, outcome: SweepOutcome, metric: str) -> None:
-    parent.log_metrics({f"trials_{k}": v for k, v in outcome.counts.items()})
-    rows = outcome.trials
-    print(f"\n{len(rows)} trials: " + ", ".join(f"{v} {k}" for k, v in outcome.counts.items()))
-    if not rows:
+def _close_leftovers(parent: TrackedRun, settings: SweepSettings, status: str, label: str) -> int:
+    """Close the trial runs still RUNNING (a killed driver's, or those in flight when the
+    sweep was interrupted) with `status` and the tag arnn.status=`label`."""
+    frame = _children(parent, settings)
+    if frame.empty:
+        return 0
+    open_runs = frame[frame["status"] == "RUNNING"]["run_id"]
+    for run_id in open_runs:
+        TrackedRun(parent.client, run_id).close(status, label)
+    return len(open_runs)
+
+
+def _end_interrupted(
+    parent: TrackedRun, settings: SweepSettings, total: int, signum: int, resume_command: str
+) -> None:
+    """Close what an interruption left open, say how to go on, raise Interrupted."""
+    in_flight = _close_leftovers(parent, settings, status="KILLED", label=scoring.INTERRUPTED)
+    _summarise(parent, settings, total)
+    parent.close("KILLED", scoring.INTERRUPTED)
+    stopped = Interrupted(signum)
+    print(
+        f"\nsweep {settings.name} interrupted by {stopped.name}: {in_flight} trials in flight "
+        f"closed KILLED (arnn.status=interrupted), the sweep's run KILLED.\n"
+        f"resume it with: {resume_command}",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise stopped
+
+
+def _resume_command(spec_file, name, address, tracking_uri, storage_path, experiment, data_dir):
+    if spec_file is None:
+        return "the same call with resume=True"
+    words = ["arnn", "sweep", str(spec_file), "--name", name, "--resume"]
+    for flag, value, default in (
+        ("--address", address, "local"),
+        ("--tracking-uri", tracking_uri, None),
+        ("--storage-path", storage_path, None),
+        ("--experiment", experiment, "arnn"),
+        ("--data-dir", data_dir, None),
+    ):
+        if value is not None and value != default:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def _summarise(parent: TrackedRun, settings: SweepSettings, total: int) -> SweepOutcome:
+    """Counts by outcome and the best finished trial (arnn.scoring), on the console and on
+    the sweep's run, read back from MLflow."""
+    metric, mode = settings.spec.metric, settings.spec.mode
+    records = scoring.ranked(trial_records(_children(parent, settings)), mode)
+    counts = scoring.outcome_counts(records, total)
+    best = scoring.best_trial(records, mode)
+    parent.log_metrics({f"trials_{k.replace(' ', '_')}": v for k, v in counts.items()})
+    print(f"\n{total} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    _print_trials(records[:10], metric)
+    if best is not None:
+        parent.log_metrics({f"sweep_best_{metric}": best.score})
+        parent.set_tags({"arnn.best_trial": best.trial, "arnn.best_run_id": best.run_id})
+        print(
+            f"\nbest trial {best.trial} (best of the finished): {metric} {best.score:.4f}, "
+            f"MLflow run {best.run_id}"
+        )
+    return SweepOutcome(parent.run_id, records, counts, best)
+
+
+def _print_trials(records: list[scoring.TrialRecord], metric: str) -> None:
+    if not records:
         return
-    names = sorted({k for row in rows for k in row["params"]})
-    header = ["trial", "state", "epochs", f"best {metric}", *names, "MLflow run"]
+    names = sorted({k for record in records for k in record.sampled})
+    header = ["trial", "outcome", "epochs", f"best {metric}", *names, "MLflow run"]
     table = [
         [
-            row["trial"],
-            row["state"],
-            str(row["epochs"] or ""),
-            "" if row["best"] is None else f"{row['best']:.4f}",
-            *[_short(row["params"].get(n, "")) for n in names],
-            row["run_id"] or "",
+            record.trial,
+            record.outcome,
+            "" if record.epochs is None else str(record.epochs),
+            "" if record.score is None else f"{record.score:.4f}",
+            *[_short(record.sampled.get(n, "")) for n in names],
+            record.run_id or "",
         ]
-        for row in rows[:10]
+        for record in records
     ]
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
     for line in [header, *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-    best = rows[0]
-    if best["best"] is not None:
-        parent.log_metrics({f"best_{metric}": best["best"]})
-        parent.set_tags({"arnn.best_trial": best["trial"], "arnn.best_run_id": best["run_id"]})
-        print(f"\nbest trial {best['trial']}: {metric} {best['best']}, MLflow run {best['run_id']}")
 
 
 def _short(value) -> str:

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         wall = time.perf_counter() - started
         client = MlflowClient(uri)
-        runs = [client.get_run(row["run_id"]) for row in outcome.trials]
+        runs = [client.get_run(record.run_id) for record in outcome.trials]
         own = sum(run.data.metrics["train_seconds"] for run in runs)
 
     overhead = (wall - own / args.concurrent) / args.trials

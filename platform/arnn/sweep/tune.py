@@ -1,14 +1,17 @@
-"""Ray Tune: the one module that talks to Ray. A sweep is a Tuner over `run_trial`, with
-Optuna choosing the parameters, ASHA stopping the hopeless, and every trial one MLflow run
-nested under the sweep's run.
+"""Ray Tune: the one module that runs a sweep on Ray. A sweep is a Tuner over `run_trial`,
+with Optuna choosing the parameters, ASHA stopping the hopeless, and every trial one MLflow
+run nested under the sweep's run.
 
 MLflow bookkeeping, and why it sits where it does:
 - a trial finds its run by the tag `arnn.trial_id` before creating one, so a trial that
   Ray retries or a sweep that is resumed keeps exactly one run per trial;
+- a trial logs, with every epoch, its score so far (`trial_score`, arnn.scoring's rule);
 - a trial that ends by itself closes its own run (FINISHED, tag arnn.status finished or
-  diverged); a trial that ASHA stops never runs another line, so the driver's callback
-  closes its run as KILLED with arnn.status=pruned, and an errored one as FAILED;
-- at the end the driver closes whatever a killed driver left open.
+  diverged); one that errors closes it FAILED; a trial that ASHA stops never runs another
+  line, so the driver's callback closes its run as KILLED with arnn.status=pruned;
+- a sweep stopped by SIGINT or SIGTERM asks Tune to stop gracefully: Tune saves its state
+  with the trials in flight unfinished (so `--resume` continues them) and tells neither
+  Optuna nor the callbacks about them; the driver then closes their runs as interrupted.
 """
 
 from __future__ import annotations
@@ -17,27 +20,29 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from arnn.errors import UsageError
+from arnn import scoring
+from arnn.interrupt import Interrupted, StopSignals
 from arnn.sweep.space import DefineByRun, make_sampler
 from arnn.sweep.spec import Asha, Spec
 from arnn.tracking import TrackedRun, config_params, run_tags
-from arnn.train import EpochMetrics, checkpoint_epoch, train
+from arnn.train import EpochMetrics, kernel_path, read_checkpoint, resolve_device, train
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG = "arnn.sweep", "arnn.trial_id", "arnn.kind"
 STATE = "arnn_state"  # in every trial result: running, finished or diverged
+SCORE = "trial_score"  # in every trial result and run: arnn.scoring.score over its epochs
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,16 @@ class SweepSettings:
     resume: bool = False
     parent_run_id: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # set on the sweep's run and on every trial's
+    score_test: bool = False  # search trials leave the test split to the final runs
 
 
 @dataclass
-class SweepOutcome:
-    parent_run_id: str
-    trials: list[dict[str, Any]]  # one row per trial, best first
-    counts: dict[str, int]
+class TuneOutcome:
+    """What Ray saw: the signal that stopped the sweep (None when it ran to its end) and
+    each errored trial's last error line."""
 
-    @property
-    def every_trial_failed(self) -> bool:
-        return not any(self.counts.get(k) for k in ("finished", "pruned", "diverged"))
+    interrupted_by: int | None
+    errors: list[str]
 
 
 # ---------------------------------------------------------------- inside a trial
@@ -83,28 +87,33 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         checkpoint.to_directory(str(folder))
+    saved = read_checkpoint(folder)
     run = _trial_run(settings, trial_id, config, sampled)
     run.set_tags(  # of this attempt: where it ran and the epoch it went on from
         {
-            "arnn.resumed_from_epoch": checkpoint_epoch(folder),
+            "arnn.resumed_from_epoch": 0 if saved is None else saved["epoch"],
             "arnn.node_id": ray.get_runtime_context().get_node_id(),
             "arnn.node_ip": ray.util.get_node_ip_address(),
         }
     )
+    values = [m[spec.metric] for m in (saved or {}).get("history", [])]
 
     def report(metrics: EpochMetrics, checkpoint_dir: Path | None) -> None:
+        values.append(getattr(metrics, spec.metric))
+        score = scoring.score(values, spec.mode)
         run.log_epoch(metrics)
-        result = {**metrics.as_dict(), STATE: "running", "mlflow_run_id": run.run_id}
+        run.log_metrics({SCORE: score, "epochs": metrics.epoch}, step=metrics.epoch)
+        result = {**metrics.as_dict(), SCORE: score, STATE: "running", "mlflow_run_id": run.run_id}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
     started = time.perf_counter()
     try:
-        result = train(config, report=report, checkpoint_dir=folder)
-    except SystemExit:  # how tune.report ends a trial that the scheduler stopped
-        run.close("KILLED", "pruned")
+        result = train(config, report=report, checkpoint_dir=folder, score_test=settings.score_test)
+    except SystemExit:  # how tune.report ends a trial that was stopped: the driver says why
         raise
-    except BaseException:
-        run.close("FAILED", "failed")
+    except BaseException as error:
+        run.set_tags({"arnn.error": last_line(error)})
+        run.close("FAILED", scoring.FAILED)
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -117,8 +126,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
         {
             **last,
             STATE: result.status,
-            "best_val_accuracy": result.best_val_accuracy,
-            "test_accuracy": result.test_accuracy,
+            SCORE: scoring.score([getattr(m, spec.metric) for m in result.history], spec.mode),
             "mlflow_run_id": run.run_id,
         }
     )
@@ -135,14 +143,14 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
         run.set_tags({"arnn.attempts": attempts + 1})
         run.reopen()
         return run
-    device = "cuda" if config.device == "auto" and _cuda() else config.device
+    device = resolve_device(config.device)
     return TrackedRun.start(
         tracking_uri=settings.tracking_uri,
         experiment=settings.experiment,
         run_name=f"{settings.name}-{trial_id}",
         params={**config_params(config), **{f"sampled.{k}": str(v) for k, v in sampled.items()}},
         tags={
-            **run_tags(config, device),
+            **run_tags(config, str(device), kernel_path(config, device)),
             TRIAL_TAG: trial_id,
             SWEEP_TAG: settings.name,
             KIND_TAG: "trial",
@@ -175,9 +183,11 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna the truth about how a trial ended.
 
     Stock OptunaSearch tells a trial that ASHA stopped as COMPLETE with its half-trained
-    score, and TPE then learns from it. Here: finished -> COMPLETE, stopped early ->
-    PRUNED (its intermediate values were reported epoch by epoch), diverged or errored ->
-    FAIL.
+    score, and TPE then learns from it. Here: finished -> COMPLETE with the trial's score
+    (arnn.scoring: its best epoch, not its last), stopped early -> PRUNED (its
+    intermediate values were reported epoch by epoch), diverged or errored -> FAIL. Each
+    told trial carries its outcome as the user attribute `arnn_outcome`. A trial in flight
+    when the sweep is interrupted is not told anything: `--resume` finishes it.
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -189,13 +199,21 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         state = (result or {}).get(STATE)
+        score = (result or {}).get(SCORE)
+        trial = self._ot_trials[trial_id]
+        if error:
+            outcome, told = scoring.FAILED, {"state": TrialState.FAIL}
+        elif state == "diverged":
+            outcome, told = scoring.DIVERGED, {"state": TrialState.FAIL}
+        elif state == "finished" and score is not None:
+            outcome, told = scoring.FINISHED, {"values": score}
+        elif state == "finished":  # finished without one finite value: nothing to learn
+            outcome, told = scoring.FINISHED, {"state": TrialState.FAIL}
+        else:
+            outcome, told = scoring.PRUNED, {"state": TrialState.PRUNED}
         try:
-            if error or state == "diverged":
-                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
-            elif state == "finished":
-                self._ot_study.tell(self._ot_trials[trial_id], result[self.metric])
-            else:
-                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            trial.set_user_attr("arnn_outcome", outcome)
+            self._ot_study.tell(trial, **told)
         except RuntimeError as error:
             # GridSampler calls study.stop() once the grid is done, which Optuna allows only
             # inside study.optimize; the trial has been told by then.
@@ -210,10 +228,10 @@ class TrialRunCloser(tune.Callback):
         self.settings = settings
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        _close_if_open(self.settings, trial.trial_id, "KILLED", "pruned")
+        _close_if_open(self.settings, trial.trial_id, "KILLED", scoring.PRUNED)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        _close_if_open(self.settings, trial.trial_id, "FAILED", "failed")
+        _close_if_open(self.settings, trial.trial_id, "FAILED", scoring.FAILED)
 
 
 def _close_if_open(settings: SweepSettings, trial_id: str, status: str, label: str) -> None:
@@ -226,46 +244,36 @@ def _close_if_open(settings: SweepSettings, trial_id: str, status: str, label: s
 
 
 class ConsoleProgress(tune.Callback):
-    """One line whenever a trial starts or ends: how many run, are done, were pruned."""
+    """One line whenever a trial starts or ends: how many run, how each ended, the best
+    finished trial's score (arnn.scoring's rule)."""
 
     def __init__(self, total: int, metric: str, mode: str):
         self.total, self.metric, self.mode = total, metric, mode
         self.started = time.time()
-        self.best: tuple[float, str] | None = None
-        self.ended: dict[str, str] = {}
+        self.ended: dict[str, scoring.TrialRecord] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._print(trials)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric)
-        if value is None or not math.isfinite(value):
-            return
-        better = self.best is None or (
-            value > self.best[0] if self.mode == "max" else value < self.best[0]
-        )
-        if better:
-            self.best = (value, trial.trial_id)
-
     def on_trial_complete(self, iteration, trials, trial, **info):
-        state = (trial.last_result or {}).get(STATE)
-        self.ended[trial.trial_id] = state if state in ("finished", "diverged") else "pruned"
+        result = trial.last_result or {}
+        state = result.get(STATE)
+        outcome = state if state in (scoring.FINISHED, scoring.DIVERGED) else scoring.PRUNED
+        self.ended[trial.trial_id] = scoring.TrialRecord(trial.trial_id, outcome, result.get(SCORE))
         self._print(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.ended[trial.trial_id] = "failed"
+        self.ended[trial.trial_id] = scoring.TrialRecord(trial.trial_id, scoring.FAILED, None)
         self._print(trials)
 
     def _print(self, trials) -> None:
         running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
-        counts = {
-            k: sum(v == k for v in self.ended.values())
-            for k in ("finished", "pruned", "diverged", "failed")
-        }
+        counts = scoring.outcome_counts(self.ended.values(), self.total)
+        best = scoring.best_trial(self.ended.values(), self.mode)
         best = (
-            f"best {self.metric} {self.best[0]:.4f} (trial {self.best[1]})"
-            if self.best
-            else "no result yet"
+            f"best finished: {self.metric} {best.score:.4f} (trial {best.trial})"
+            if best
+            else "no finished trial yet"
         )
         print(
             f"[{time.time() - self.started:6.0f} s] {running} running, "
@@ -280,39 +288,50 @@ def sweep_dir(settings: SweepSettings) -> str:
     return os.path.join(settings.storage_path, settings.name)
 
 
-def run_sweep(settings: SweepSettings, total: int) -> SweepOutcome:
-    """Run (or resume) the sweep on Ray; returns the trials, best first."""
+def run_sweep(settings: SweepSettings, total: int) -> TuneOutcome:
+    """Run (or resume) the sweep on the Ray this process is connected to.
+
+    SIGINT or SIGTERM during the run asks Tune to stop gracefully (a second one stops at
+    once, raising Interrupted); the outcome says which signal it was."""
     spec = settings.spec
-    _connect(settings.address)
-    try:
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, settings=settings),
-            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, settings=settings),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    if settings.resume:
+        tuner = tune.Tuner.restore(
+            sweep_dir(settings), trainable, resume_unfinished=True, resume_errored=True
         )
-        if settings.resume:
-            tuner = tune.Tuner.restore(
-                sweep_dir(settings), trainable, resume_unfinished=True, resume_errored=True
-            )
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=_tune_config(settings, total),
-                run_config=_run_config(settings, total),
-            )
-        grid = tuner.fit()
-    finally:
-        ray.shutdown()
-    return SweepOutcome(parent_run_id=settings.parent_run_id, trials=_rows(grid, spec), counts={})
-
-
-def _connect(address: str) -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy output honours verbose=0
-    kwargs = dict(log_to_driver=False, configure_logging=True, logging_level="ERROR")
-    if address == "local":
-        ray.init(address="local", include_dashboard=False, **kwargs)
     else:
-        ray.init(address=address, **kwargs)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=_tune_config(settings, total),
+            run_config=_run_config(settings, total),
+        )
+    # Tune's own SIGINT handler is off: ours records the signal, then asks Tune to stop
+    # the way its handler would (SIGUSR1), so that SIGTERM is handled the same.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    tune_handler = signal.getsignal(signal.SIGUSR1)
+    try:
+        with StopSignals(on_first=_ask_tune_to_stop) as stop:
+            grid = tuner.fit()
+    finally:
+        signal.signal(signal.SIGUSR1, tune_handler)
+    errors = [last_line(result.error) for result in grid if result.error is not None]
+    return TuneOutcome(interrupted_by=stop.signum, errors=errors)
+
+
+def _ask_tune_to_stop(signum: int) -> None:
+    """Tune listens for SIGUSR1 while it runs: it saves its state and stops the trials,
+    leaving them unfinished for a resume. Outside that window there is nothing to save."""
+    if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        raise Interrupted(signum)
+    print(
+        f"\n{signal.Signals(signum).name}: stopping the sweep; its state is saved for "
+        "--resume (send it again to stop at once)",
+        flush=True,
+    )
+    os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def _tune_config(settings: SweepSettings, total: int) -> tune.TuneConfig:
@@ -360,36 +379,7 @@ def _run_config(settings: SweepSettings, total: int) -> tune.RunConfig:
     )
 
 
-def _rows(grid, spec: Spec) -> list[dict[str, Any]]:
-    rows = []
-    for result in grid:
-        frame = result.metrics_dataframe
-        values = frame[spec.metric] if frame is not None and spec.metric in frame else []
-        values = [v for v in values if isinstance(v, float) and math.isfinite(v)]
-        best = (max(values) if spec.mode == "max" else min(values)) if values else None
-        metrics = result.metrics or {}
-        rows.append(
-            {
-                "trial": metrics.get("trial_id") or os.path.basename(result.path),
-                "state": metrics.get(STATE, "pruned") if result.error is None else "failed",
-                "epochs": metrics.get("epoch"),
-                "best": best,
-                "params": result.config,
-                "run_id": metrics.get("mlflow_run_id"),
-                "error": _last_line(result.error),
-            }
-        )
-    worst = -math.inf if spec.mode == "max" else math.inf
-    rows.sort(
-        key=lambda r: r["best"] if r["best"] is not None else worst, reverse=spec.mode == "max"
-    )
-    for row in rows:
-        if row["state"] == "running":
-            row["state"] = "pruned"
-    return rows
-
-
-def _last_line(error: BaseException | None) -> str | None:
+def last_line(error: BaseException | None) -> str | None:
     """What went wrong in a trial, without Ray's traceback: the exception's own line."""
     if error is None:
         return None
@@ -399,10 +389,3 @@ def _last_line(error: BaseException | None) -> str | None:
 
 def can_resume(settings: SweepSettings) -> bool:
     return tune.Tuner.can_restore(sweep_dir(settings))
-
-
-def check_address(address: str) -> None:
-    if address not in ("local", "auto") and not address.startswith("ray://") and ":" not in address:
-        raise UsageError(
-            f"--address: 'local', 'auto', ray://HOST:PORT or HOST:PORT, got {address!r}"
-        )

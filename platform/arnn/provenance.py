@@ -1,0 +1,63 @@
+"""Where a run's numbers come from: the code's git commit, whether its tree had uncommitted
+changes, and the versions of the libraries that computed them.
+
+Resolved once per process from the package's own location, not from the working directory
+(Ray runs each trial in a folder of its own), and attached to every MLflow run the same way
+(`arnn.tracking.TrackedRun.start`).
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+LIBRARIES = ("arnn", "torch", "ray", "optuna", "mlflow")
+UNKNOWN = "unknown"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(PACKAGE_DIR), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout the package is imported from; (None, None) when it
+    is not in one (an installed wheel, a worker without the repository)."""
+    commit = (_git("rev-parse", "HEAD") or "").strip() or None
+    if commit is None:
+        return None, None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return commit, None if status is None else bool(status.strip())
+
+
+def version(library: str) -> str:
+    try:
+        return metadata.version(library)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@functools.cache
+def provenance_tags() -> dict[str, str]:
+    """The tags that trace a run to its code: commit, dirty flag and library versions."""
+    commit, dirty = git_state()
+    tags = {
+        "arnn.git_commit": commit or UNKNOWN,
+        "arnn.git_dirty": UNKNOWN if dirty is None else str(dirty).lower(),
+    }
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    tags.update({f"arnn.version.{name}": version(name) for name in LIBRARIES})
+    return tags
