@@ -20,9 +20,11 @@ that server resolves the GCS address 127.0.0.1 to this machine's network address
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from collections.abc import Iterator
 
+import psutil
 from ray.cluster_utils import Cluster
 
 LOOPBACK = "127.0.0.1"
@@ -58,3 +60,38 @@ def local_cluster(**head_args) -> Cluster:
     """A started head node on 127.0.0.1; `head_args` go to `Cluster.add_node` (num_cpus,
     resources, ...). `add_node` on the result puts more nodes on 127.0.0.1 too."""
     return LoopbackCluster(initialize_head=True, head_node_args=head_args)
+
+
+def is_loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1, a dual-stack socket on loopback
+    return address.is_loopback
+
+
+def ray_processes(root: psutil.Process, session_dir: str) -> dict[int, psutil.Process]:
+    """`root`, its descendants, and whatever names Ray's session folder (with its
+    descendants): every process of the Ray that `root` started."""
+    found = {root.pid: root, **{p.pid: p for p in root.children(recursive=True)}}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(session_dir in arg for arg in proc.info["cmdline"] or ()):
+                found[proc.pid] = proc
+                found.update({p.pid: p for p in proc.children(recursive=True)})
+        except psutil.Error:
+            pass
+    return found
+
+
+def listeners_of(procs: dict[int, psutil.Process]) -> list[tuple[str, int, str, int]]:
+    """(process name, pid, address, port) of every listening TCP socket."""
+    found = []
+    for proc in procs.values():
+        try:
+            name = proc.name()
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.append((name, proc.pid, conn.laddr.ip, conn.laddr.port))
+        except psutil.Error:  # a worker that has just exited
+            pass
+    return sorted(found)

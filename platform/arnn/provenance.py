@@ -38,7 +38,7 @@ def git_state() -> tuple[str | None, bool | None]:
     commit = (_git("rev-parse", "HEAD") or "").strip() or None
     if commit is None:
         return None, None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain")  # untracked files count; ignored ones do not
     return commit, None if status is None else bool(status.strip())
 
 
@@ -61,3 +61,15 @@ def provenance_tags() -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
     tags.update({f"arnn.version.{name}": version(name) for name in LIBRARIES})
     return tags
+
+
+def merged_history(previous: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """The tags that a reopened run (a resumed sweep, a retried trial, a resumed training)
+    gets: the current provenance, and in `arnn.git_commits` every commit that has computed
+    part of it, in order."""
+    commits = previous.get("arnn.git_commits") or previous.get("arnn.git_commit") or ""
+    seen = [c for c in commits.split(",") if c]
+    now = current.get("arnn.git_commit", UNKNOWN)
+    if now not in seen:
+        seen.append(now)
+    return {**current, "arnn.git_commits": ",".join(seen)}

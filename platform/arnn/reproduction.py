@@ -6,8 +6,8 @@ again in MLflow by its tags: MLflow alone says how far a cell is, so a second in
 finishes whatever is partial. A search that failed or was interrupted is resumed; missing
 final seeds are added (asking for 5 seeds after 3 runs the 2 missing).
 
-Final seeds are FINAL_SEED_BASE, FINAL_SEED_BASE + 1, ...: never a search trial's seed,
-so that no "independent" final run replays the trial that was selected.
+Final seeds are arnn.scoring.final_seeds: never a search trial's seed, so that no
+"independent" final run replays the trial that was selected.
 """
 
 from __future__ import annotations
@@ -23,16 +23,10 @@ from arnn.budgets import Budget
 from arnn.errors import UsageError
 from arnn.models import model_entry
 from arnn.published import PublishedRow
-from arnn.results import cell_runs, final_outcomes_by_seed, trial_records
-from arnn.sweep.driver import sweep
+from arnn.results import FINAL_SEEDS_TAG, cell_runs, final_outcomes_by_seed, trial_records
+from arnn.sweep.driver import sweep, sweep_state_exists
 from arnn.sweep.spec import Spec, load_spec, param_values, parse_spec
 from arnn.tracking import runs_frame
-
-FINAL_SEED_BASE = 1000
-
-
-def final_seeds(count: int) -> list[int]:
-    return list(range(FINAL_SEED_BASE, FINAL_SEED_BASE + count))
 
 
 @dataclass(frozen=True)
@@ -127,7 +121,7 @@ def run_cell(
 ) -> str:
     """Search and final runs of one cell, going on from whatever MLflow already holds."""
     frame = runs_frame(tracking_uri, experiment)
-    wanted = final_seeds(seeds)
+    wanted = scoring.final_seeds(seeds)
     done = scoring.count_seeds(final_outcomes_by_seed(_mine(frame, cell, budget, "final")), wanted)
     if done.complete:
         return "complete already"
@@ -138,7 +132,7 @@ def run_cell(
         sweep(
             search,
             name=search_name,
-            resume=_sweep_started(frame, search_name),
+            resume=_resumable(frame, search_name, common),
             tags=cell.tags("search", budget),
             **common,
         )
@@ -153,8 +147,8 @@ def run_cell(
     sweep(
         final_spec(search, best.sampled, missing, budget),
         name=final_name,
-        resume=_sweep_started(frame, final_name),
-        tags=cell.tags("final", budget),
+        resume=_resumable(frame, final_name, common),
+        tags={**cell.tags("final", budget), FINAL_SEEDS_TAG: json.dumps(missing)},
         score_test=True,
         **common,
     )
@@ -172,8 +166,12 @@ def _sweep_runs(frame, name: str):
     return frame[(frame["tags.arnn.sweep"] == name) & (frame["tags.arnn.kind"] == "sweep")]
 
 
-def _sweep_started(frame, name: str) -> bool:
-    return not _sweep_runs(frame, name).empty
+def _resumable(frame, name: str, common: dict) -> bool:
+    """Whether to resume sweep `name`: MLflow holds its run (it started) and Ray its state.
+    A sweep stopped before Ray saved anything starts again from nothing."""
+    if _sweep_runs(frame, name).empty:
+        return False
+    return sweep_state_exists(name, common.get("storage_path"))
 
 
 def _sweep_finished(frame, name: str) -> bool:
@@ -181,5 +179,7 @@ def _sweep_finished(frame, name: str) -> bool:
     runs = _sweep_runs(frame, name)
     if runs.empty:
         return False
-    label = runs.get("tags.arnn.status", pd.Series(dtype=str))
-    return bool(((runs["status"] == "FINISHED") & (label == scoring.FINISHED)).any())
+    # Sweeps from before arnn.status was set on a sweep's run ended FINISHED or FAILED.
+    label = runs.get("tags.arnn.status", pd.Series(index=runs.index, dtype=object))
+    ran_out = label.isna() | (label == scoring.FINISHED)
+    return bool(((runs["status"] == "FINISHED") & ran_out).any())

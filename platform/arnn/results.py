@@ -18,7 +18,8 @@ from arnn.budgets import BUDGETS
 from arnn.published import PublishedRow, PublishedTable
 
 SELECTION_RULE = (
-    "selection: among the search trials that finished (not pruned, diverged or failed), the "
+    "selection: among the search trials that finished (not pruned, interrupted, diverged or "
+    "failed), the "
     "one whose best epoch scored highest on validation (5,000 training images held out, or "
     "the subset's share); its configuration trained once per final seed (seeds 1000 and up, "
     "none a search seed); test accuracy of each seed's best-validation weights, mean ± std "
@@ -26,9 +27,14 @@ SELECTION_RULE = (
 )
 
 
+FINAL_SEEDS_TAG = "arnn.final_seeds"  # on a final sweep's run: the seeds it was asked for
+
+
 def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
     """Sweep trials as scoring sees them, from their MLflow runs (one row each): outcome
-    from the tag arnn.status, score from the metric trial_score that each trial logs."""
+    from the tag arnn.status, score from the metric trial_score that each trial logs
+    (trials from before it was logged: their best_val_accuracy, the same rule's value for
+    the val_accuracy metric that every table spec selects on)."""
     if frame.empty:
         return []
     rows = frame.to_dict("records")
@@ -43,13 +49,22 @@ def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
         scoring.TrialRecord(
             trial=str(row.get("tags.arnn.trial_id") or row["run_id"]),
             outcome=str(row.get("tags.arnn.status") or scoring.FAILED),
-            score=number(row.get("metrics.trial_score")),
+            score=_first_number(
+                row.get("metrics.trial_score"), row.get("metrics.best_val_accuracy")
+            ),
             run_id=row["run_id"],
             epochs=whole(row.get("metrics.epochs")),
             sampled=json.loads(row.get("tags.arnn.sampled") or "{}"),
         )
         for row in rows
     ]
+
+
+def _first_number(*values):
+    for value in values:
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            return value
+    return None
 
 
 @dataclass
@@ -116,22 +131,33 @@ def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = 
 
 
 def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
-    """A cell's final trial runs: each seed's outcomes (arnn.status), for
-    arnn.scoring.count_seeds."""
+    """A cell's final trial runs: each final seed's outcomes (arnn.status), for
+    arnn.scoring.count_seeds. Seeds below FINAL_SEED_BASE (final runs from before final
+    seeds were kept apart from the search's) are left out."""
     outcomes: dict[int, list[str]] = {}
     if finals.empty or "params.seed" not in finals:
         return outcomes
     finals = finals[_tag(finals, "arnn.kind") == "trial"]
     for seed, status in zip(finals["params.seed"], _tag(finals, "arnn.status"), strict=True):
-        outcomes.setdefault(int(seed), []).append(str(status))
+        if int(seed) >= scoring.FINAL_SEED_BASE:
+            outcomes.setdefault(int(seed), []).append(str(status))
     return outcomes
+
+
+def _asked_seeds(finals: pd.DataFrame, by_seed: dict[int, list[str]]) -> list[int]:
+    """Every seed a final sweep of the cell was asked for, run or not."""
+    asked = set(by_seed)
+    sweeps = finals[_tag(finals, "arnn.kind") == "sweep"]
+    for listed in _tag(sweeps, FINAL_SEEDS_TAG).dropna():
+        asked.update(int(seed) for seed in json.loads(listed))
+    return sorted(asked)
 
 
 def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: str | None) -> None:
     """Mean ± std of the test accuracy over the final seeds that finished; the seeds asked
     and those that diverged beside it (arnn.scoring.count_seeds decides, as for run.py)."""
     mine = cell_runs(frame, task, model)
-    finals = mine[(_tag(mine, "arnn.stage") == "final") & (_tag(mine, "arnn.kind") == "trial")]
+    finals = mine[_tag(mine, "arnn.stage") == "final"]
     budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]  # the largest wins
     if budget is not None:
         budgets = [b for b in budgets if b == budget]
@@ -140,10 +166,13 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
     cell.budget = budgets[-1]
     chosen = finals[_tag(finals, "arnn.budget") == cell.budget]
     by_seed = final_outcomes_by_seed(chosen)
-    count = scoring.count_seeds(by_seed, sorted(by_seed))
+    count = scoring.count_seeds(by_seed, _asked_seeds(chosen, by_seed))
     cell.asked, cell.diverged = count.asked, count.diverged
-    finished = chosen[
-        (chosen["status"] == "FINISHED") & (_tag(chosen, "arnn.status") == scoring.FINISHED)
+    trials = chosen[(_tag(chosen, "arnn.kind") == "trial") & chosen["params.seed"].notna()]
+    finished = trials[
+        (trials["status"] == "FINISHED")
+        & (_tag(trials, "arnn.status") == scoring.FINISHED)
+        & (trials["params.seed"].astype(int) >= scoring.FINAL_SEED_BASE)
     ]
     finished = finished.sort_values("start_time").drop_duplicates("params.seed", keep="last")
     accuracies = 100 * finished.get("metrics.test_accuracy", pd.Series(dtype=float)).dropna()

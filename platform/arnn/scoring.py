@@ -35,6 +35,13 @@ COUNTED = (*OUTCOMES, NEVER_STARTED)
 SEED_DONE = (FINISHED, DIVERGED)
 
 Mode = Literal["max", "min"]
+# Final runs use seeds FINAL_SEED_BASE, FINAL_SEED_BASE + 1, ...: never a search trial's
+# seed, so that no "independent" final run replays the trial that was selected.
+FINAL_SEED_BASE = 1000
+
+
+def final_seeds(count: int) -> list[int]:
+    return list(range(FINAL_SEED_BASE, FINAL_SEED_BASE + count))
 
 
 def score(values: Iterable[float | None], mode: Mode) -> float | None:

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from arnn.config import TrainConfig
 from arnn.errors import UsageError
 from arnn.models import model_entry
-from arnn.provenance import provenance_tags
+from arnn.provenance import merged_history, provenance_tags
 from arnn.train import EpochMetrics, Result
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -79,7 +79,8 @@ class TrackedRun:
         parent_run_id: str | None = None,
     ) -> TrackedRun:
         client = connect(tracking_uri)
-        tags = {**provenance_tags(), **(tags or {})}
+        tags = {**provenance_tags(), **(tags or {})}  # given tags win: a driver's provenance
+        tags.setdefault("arnn.git_commits", tags["arnn.git_commit"])
         if parent_run_id is not None:
             tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(
@@ -184,8 +185,12 @@ class TrackedRun:
         self.set_tags({STATUS_TAG: label})
         self.finish(status)
 
-    def reopen(self) -> None:
+    def reopen(self, provenance: dict[str, str] | None = None) -> None:
+        """RUNNING again, with the provenance of the code that goes on with it (this
+        process's unless given) and every commit that has computed part of it."""
+        previous = self.client.get_run(self.run_id).data.tags
         self.client.update_run(self.run_id, status="RUNNING")
+        self.set_tags(merged_history(previous, provenance or provenance_tags()))
 
     @property
     def status(self) -> str:

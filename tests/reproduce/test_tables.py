@@ -191,8 +191,9 @@ def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path)
 
 
 def test_a_diverged_final_seed_is_counted_beside_the_mean_not_in_it():
-    """Three final seeds: two finished (90% and 80%), one diverged after scoring 10% on
-    the test set; the cell is 85.0 ± 7.1 over n = 2/3 with 1 diverged."""
+    """Four final seeds asked: two finished (90% and 80%), one diverged after scoring 10%
+    on the test set, one never started; an old final run on a search seed is left out. The
+    cell is 85.0 ± 7.1 over n = 2/4 with 1 diverged."""
     import pandas as pd
 
     from arnn.published import load_published
@@ -215,23 +216,31 @@ def test_a_diverged_final_seed_is_counted_beside_the_mean_not_in_it():
             "tags.arnn.parameters": "9674",
         }
 
+    asked = {
+        **final(1003, "", float("nan"), 0),  # the final sweep's own run
+        "tags.arnn.kind": "sweep",
+        "params.seed": None,
+        "tags.arnn.final_seeds": "[1000, 1001, 1002, 1003]",
+    }
     frame = pd.DataFrame(
         [
+            asked,
+            final(0, "finished", 0.99, 1),  # a final run from before final seeds were apart
             final(1000, "finished", 0.9, 1),
             final(1001, "diverged", 0.1, 2),
             final(1002, "failed", float("nan"), 3),
             final(1002, "finished", 0.8, 4),  # run again after it failed
         ]
     )
-    frame.loc[2, "status"] = "FAILED"
+    frame.loc[4, "status"] = "FAILED"
     (table,) = [t for t in load_published(REPRODUCE / "published.yaml") if t.id == 1]
     rows = build_rows(table, frame)
     (row,) = [r for r in rows if r.published.model == "antisymmetric"]
     cell = row.cells["mnist"]
-    assert (cell.n, cell.asked, cell.diverged) == (2, 3, 1)
+    assert (cell.n, cell.asked, cell.diverged) == (2, 4, 1)
     assert round(cell.mean, 1) == 85.0 and round(cell.std, 1) == 7.1
     text = render(table, rows, "markdown", "fill")
-    assert "85.0 ± 7.1 (n=2/3, 1 diverged, smoke)" in text
+    assert "85.0 ± 7.1 (n=2/4, 1 diverged, smoke)" in text
 
 
 def test_run_on_a_cluster_refuses_a_tracking_file_on_this_machine(tmp_path):

@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 import optuna
+import psutil
 import yaml
 from mlflow.tracking import MlflowClient
 
 from arnn.sweep.driver import sweep
 from tests.conftest import assert_provenance, run_arnn
 from tests.datasets import write_broken_mnist, write_mnist
-from tests.ray_local import local_cluster
+from tests.ray_local import is_loopback, listeners_of, local_cluster, ray_processes
 
 ADDING = {"length": 10, "train_size": 512, "test_size": 64}
 
@@ -58,8 +59,10 @@ def _runs(uri: str, experiment: str = "arnn"):
 
 
 def _study(storage: Path, name: str) -> optuna.Study:
-    """The Optuna study as Ray last saved it with the sweep's searcher state."""
-    path = max(glob.glob(str(storage / name / "searcher-state-*.pkl")), key=os.path.getmtime)
+    """The Optuna study as Ray last saved it with the sweep's searcher state: the newest
+    session's file, by the session's time in its name (the files are copied to storage
+    together, so their modification times do not tell)."""
+    path = max(glob.glob(str(storage / name / "searcher-state-*.pkl")))
     with open(path, "rb") as f:
         state = pickle.load(f)
     return state["_ot_study"] if isinstance(state, dict) else state[0]
@@ -395,6 +398,11 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     )
     try:
         _wait_for(lambda: _finished_trials(uri) >= 1, 240, "a finished trial")
+        # A running embedded sweep listens on loopback only.
+        session = os.path.realpath("/tmp/ray/session_latest")
+        listeners = listeners_of(ray_processes(psutil.Process(driver.pid), session))
+        assert {name for name, *_ in listeners} >= {"gcs_server", "raylet"}, listeners
+        assert all(is_loopback(ip) for _, _, ip, _ in listeners), listeners
         driver.send_signal(signal.SIGINT)
         output, errors = driver.communicate(timeout=120)
     finally:
@@ -426,8 +434,10 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
         assert sorted(steps) == [1, 2, 3], steps
     study = _study(tmp_path / "ray", "stopped")
-    assert len(study.trials) == 3
-    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    told = [(t.number, t.state.name, t.params, t.user_attrs) for t in study.trials]
+    ran = [(c.data.tags["arnn.sampled"], c.data.tags["arnn.attempts"]) for c in children]
+    assert len(study.trials) == 3, (told, ran)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}, (told, ran)
 
 
 def test_resuming_with_a_changed_spec_is_refused_naming_the_keys(tmp_path):

@@ -23,11 +23,19 @@ from arnn import scoring
 from arnn.data import DATA_DIR_ENV, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.interrupt import Interrupted, StopSignals
+from arnn.provenance import provenance_tags
 from arnn.results import trial_records
 from arnn.sweep.ray_runtime import check_address, connect, disconnect
 from arnn.sweep.space import num_trials
 from arnn.sweep.spec import Spec, load_spec
-from arnn.sweep.tune import KIND_TAG, SWEEP_TAG, SweepSettings, can_resume, run_sweep
+from arnn.sweep.tune import (
+    KIND_TAG,
+    SWEEP_TAG,
+    SweepSettings,
+    can_resume,
+    run_sweep,
+    tune_state_exists,
+)
 from arnn.tasks import create_task
 from arnn.tracking import (
     TrackedRun,
@@ -104,6 +112,7 @@ def sweep(
         resume=resume,
         tags=tuple(sorted((tags or {}).items())),
         score_test=score_test,
+        provenance=tuple(sorted(provenance_tags().items())),
     )
     exists = can_resume(settings)
     if resume and not exists:
@@ -120,7 +129,15 @@ def sweep(
     if previous is not None:
         _check_unchanged(previous, spec, total)
     resume_command = _resume_command(
-        spec_file, name, address, tracking_uri, storage_path, experiment, data_dir
+        spec_file,
+        name=name,
+        samples=samples,
+        max_concurrent=max_concurrent,
+        address=address,
+        tracking_uri=tracking_uri,
+        storage_path=storage_path,
+        experiment=experiment,
+        data_dir=data_dir,
     )
 
     connect(address)
@@ -140,7 +157,8 @@ def sweep(
                 signum = error.signum if isinstance(error, Interrupted) else 2
                 _end_interrupted(parent, settings, total, signum, resume_command)
             except BaseException:
-                parent.finish("FAILED")
+                _close_leftovers(parent, settings, status="FAILED", label=scoring.FAILED)
+                parent.close("FAILED", scoring.FAILED)
                 raise
             if tuned.interrupted_by is not None:
                 _end_interrupted(parent, settings, total, tuned.interrupted_by, resume_command)
@@ -155,6 +173,11 @@ def sweep(
             return outcome
     finally:
         disconnect()
+
+
+def sweep_state_exists(name: str, storage_path: str | None) -> bool:
+    """Whether Ray holds the state of sweep `name` (what --resume needs)."""
+    return tune_state_exists(_storage(storage_path), name)
 
 
 def check_tracking_reachable(address: str, tracking_uri: str) -> None:
@@ -319,19 +342,16 @@ def _end_interrupted(
     raise stopped
 
 
-def _resume_command(spec_file, name, address, tracking_uri, storage_path, experiment, data_dir):
+def _resume_command(spec_file, **given) -> str:
+    """The command that resumes this sweep: its spec, name and every flag given that
+    changes what or where it runs."""
     if spec_file is None:
         return "the same call with resume=True"
-    words = ["arnn", "sweep", str(spec_file), "--name", name, "--resume"]
-    for flag, value, default in (
-        ("--address", address, "local"),
-        ("--tracking-uri", tracking_uri, None),
-        ("--storage-path", storage_path, None),
-        ("--experiment", experiment, "arnn"),
-        ("--data-dir", data_dir, None),
-    ):
-        if value is not None and value != default:
-            words += [flag, str(value)]
+    words = ["arnn", "sweep", str(spec_file), "--name", given.pop("name"), "--resume"]
+    defaults = {"address": "local", "experiment": "arnn"}
+    for key, value in given.items():
+        if value is not None and value != defaults.get(key):
+            words += ["--" + key.replace("_", "-"), str(value)]
     return shlex.join(words)
 
 

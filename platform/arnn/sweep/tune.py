@@ -62,6 +62,9 @@ class SweepSettings:
     parent_run_id: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # set on the sweep's run and on every trial's
     score_test: bool = False  # search trials leave the test split to the final runs
+    # The driver's provenance (arnn.provenance), recorded on every trial: a cluster's
+    # workers run the same code from a copy that may hold no git checkout.
+    provenance: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -141,7 +144,7 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
     if run is not None:
         attempts = int(run.client.get_run(run.run_id).data.tags.get("arnn.attempts", "1"))
         run.set_tags({"arnn.attempts": attempts + 1})
-        run.reopen()
+        run.reopen(provenance=dict(settings.provenance) or None)
         return run
     device = resolve_device(config.device)
     return TrackedRun.start(
@@ -156,6 +159,7 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
             KIND_TAG: "trial",
             "arnn.attempts": "1",
             "arnn.sampled": json.dumps(sampled, sort_keys=True),
+            **dict(settings.provenance),
             **dict(settings.tags),
         },
         parent_run_id=settings.parent_run_id,
@@ -388,4 +392,8 @@ def last_line(error: BaseException | None) -> str | None:
 
 
 def can_resume(settings: SweepSettings) -> bool:
-    return tune.Tuner.can_restore(sweep_dir(settings))
+    return tune_state_exists(settings.storage_path, settings.name)
+
+
+def tune_state_exists(storage_path: str, name: str) -> bool:
+    return tune.Tuner.can_restore(os.path.join(storage_path, name))
