@@ -25,8 +25,21 @@ from arnn.kernels import FUSED_MAX_HIDDEN, fused_fits
 from arnn.models import create_model, list_models
 
 SHAPES = {"mnist": (128, 784, 128, 1), "cifar": (128, 1024, 256, 3)}  # B, T, H, m
-DEFAULT_MODELS = ("antisymmetric", "antisymmetric_gated", "rnn", "gru", "lstm")
+DEFAULT_MODELS = (
+    "antisymmetric",
+    "antisymmetric_gated",
+    "cornn",
+    "lem",
+    "lipschitz",
+    "unicornn",
+    "rnn",
+    "gru",
+    "lstm",
+)
 BASELINE = "torch nn.RNN(tanh)"
+REFERENCE = "antisymmetric (eager)"  # the successors' rows carry their ratio to it
+# Rows beyond the model's defaults: each integrator of a model that has several.
+VARIANTS = {"lipschitz": (("euler", {"scheme": "euler"}), ("midpoint", {"scheme": "midpoint"}))}
 TORCH_LABELS = {"rnn": BASELINE, "gru": "torch nn.GRU", "lstm": "torch nn.LSTM"}
 
 
@@ -36,6 +49,7 @@ class Entry:
     model: str
     kernel: str = "auto"
     graphed: bool = False
+    options: tuple[tuple[str, object], ...] = ()  # the model's own options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +81,9 @@ def entries(models: list[str], cuda: bool) -> list[Entry]:
             if cuda:
                 rows.append(Entry(f"{name} (eager, CUDA graph)", name, "eager", graphed=True))
                 rows.append(Entry(f"{name} (fused)", name, "fused"))
+        elif name in VARIANTS:
+            for label, options in VARIANTS[name]:
+                rows.append(Entry(f"{name} ({label})", name, options=tuple(options.items())))
         else:
             rows.append(Entry(name, name))
     if not any(row.label == BASELINE for row in rows):
@@ -169,7 +186,12 @@ def run(args: argparse.Namespace) -> int:
         for row in timed:
             torch.manual_seed(0)
             model = create_model(
-                row.model, input_size=inputs, output_size=10, hidden=hidden, kernel=row.kernel
+                row.model,
+                input_size=inputs,
+                output_size=10,
+                hidden=hidden,
+                kernel=row.kernel,
+                model_options=dict(row.options),
             ).to(device)
             calls[row.label] = _step(model, x, y, row.graphed)
         timings = time_forward_backward(calls, args.repeats, cuda)
@@ -183,14 +205,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_table(title: str, rows: list[Entry], timings: dict[str, float], cuda: bool) -> None:
     base = timings[BASELINE]
+    reference = timings.get(REFERENCE)
     width = max(len(row.label) for row in rows)
     header = f"{'model'.ljust(width)}  {'ms/batch':>9}  {'x nn.RNN(tanh)':>14}"
+    if reference:
+        header += f"  {'x antisymmetric':>15}"
     if cuda:
         header += f"  {'x fused':>8}"
     print(f"\n{title}\n{header}")
     for row in rows:
         ms = timings[row.label]
         line = f"{row.label.ljust(width)}  {ms:9.2f}  {ms / base:14.2f}"
+        if reference:
+            line += f"  {ms / reference:15.2f}"
         if cuda:
             fused = timings.get(f"{row.model} (fused)")
             fused = fused or timings.get("antisymmetric (fused)")

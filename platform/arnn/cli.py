@@ -117,7 +117,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
     for name, field in TrainConfig.model_fields.items():
         flag = flag_label(name)
-        if name == "task_options":
+        if name in ("task_options", "model_options"):
             parser.add_argument(
                 flag,
                 dest=name,
@@ -150,8 +150,9 @@ def _config_from_args(args: argparse.Namespace):
     from arnn.config import TrainConfig, flag_label
 
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
-    if "task_options" in values:
-        values["task_options"] = _key_values(values["task_options"], "--task-option")
+    for name in ("task_options", "model_options"):
+        if name in values:
+            values[name] = _key_values(values[name], flag_label(name))
     return TrainConfig.parse(values, label=flag_label)
 
 
@@ -328,7 +329,8 @@ def _run_ui(args: argparse.Namespace) -> int:
 
 def _run_models(args: argparse.Namespace) -> int:
     from arnn.config import TrainConfig, flag_label
-    from arnn.models import count_parameters, list_models
+    from arnn.models import count_parameters, list_models, model_entry
+    from arnn.models._registry import describe_options
     from arnn.paper import PAPER_PARAMETERS
     from arnn.tasks import create_task
     from arnn.train import build_model
@@ -340,8 +342,15 @@ def _run_models(args: argparse.Namespace) -> int:
         )
         count = count_parameters(build_model(config, create_task(config.task)))
         paper = PAPER_PARAMETERS.get((name, config.task, config.hidden), "")
-        rows.append((name, str(config.hidden), str(count), paper))
-    _print_table(("model", "units", "params", "paper"), rows)
+        entry = model_entry(name)
+        fields = (
+            entry.options.model_fields
+            if entry.options
+            else {key: TrainConfig.model_fields[key] for key in sorted(entry.uses - {"kernel"})}
+        )
+        options = "; ".join(describe_options(fields)) or "-"
+        rows.append((name, str(config.hidden), str(count), paper, options))
+    _print_table(("model", "units", "params", "paper", "options (default, allowed)"), rows)
     return 0
 
 

@@ -17,10 +17,13 @@ import pydantic
 
 from arnn.errors import UsageError
 from arnn.kernels import FUSED_MAX_HIDDEN, check_fused_fits
-from arnn.models import model_entry
+from arnn.models import model_entry, validate_model_options
 from arnn.tasks import task_entry, validate_task_options
 
 DEFAULT_EPOCHS = 10
+# Settings that older models read from the configuration itself, and that a model with an
+# options schema of its own takes as options when it has them (coRNN's eps, say).
+_MODEL_SHORT_FORMS = ("eps", "gamma", "sigma_w")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -35,6 +38,11 @@ class TrainConfig(pydantic.BaseModel):
         default_factory=dict, validate_default=True, description="task options, KEY=VALUE"
     )
     model: str = pydantic.Field("antisymmetric", description="model name (arnn models lists them)")
+    model_options: dict[str, Any] = pydantic.Field(
+        default_factory=dict,
+        validate_default=True,
+        description="the model's own options, KEY=VALUE (arnn models lists them)",
+    )
     hidden: int = pydantic.Field(128, ge=1, description="hidden units n")
     eps: float = pydantic.Field(0.01, gt=0, description="step size epsilon (> 0)")
     gamma: float = pydantic.Field(0.01, ge=0, description="diffusion gamma (>= 0)")
@@ -92,6 +100,40 @@ class TrainConfig(pydantic.BaseModel):
         with _as_value_error():
             model_entry(name)
         return name
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _gather_model_options(cls, values: Any) -> Any:
+        """A model's options may be given beside the other settings (`dt: 0.042` in a
+        spec's fixed or params, --eps on the command line): they go into model_options.
+        For a model with an options schema that includes eps, gamma and sigma_w."""
+        if not isinstance(values, dict):
+            return values
+        try:
+            schema = model_entry(values.get("model", "antisymmetric")).options
+        except UsageError:
+            return values  # the unknown model is reported by its own validator
+        if schema is None:
+            return values
+        values = dict(values)
+        options = dict(values.get("model_options") or {})
+        for key in list(values):
+            if key in schema.model_fields and (
+                key in _MODEL_SHORT_FORMS or key not in cls.model_fields
+            ):
+                options[key] = values.pop(key)
+        values["model_options"] = options
+        return values
+
+    @pydantic.field_validator("model_options")
+    @classmethod
+    def _valid_model_options(cls, options: dict, info: pydantic.ValidationInfo) -> dict:
+        """Checked against the model's schema, kept typed with every default filled in."""
+        if "model" not in info.data:  # the model itself was already reported
+            return options
+        with _as_value_error():
+            validated = validate_model_options(info.data["model"], options)
+        return {} if validated is None else validated.model_dump(mode="json")
 
     @pydantic.field_validator("task")
     @classmethod
@@ -183,7 +225,11 @@ def _as_value_error():
         raise ValueError(str(error)) from None
 
 
-_FLAG_NAMES = {"task_options": "--task-option", "download": "--no-download"}
+_FLAG_NAMES = {
+    "task_options": "--task-option",
+    "model_options": "--model-option",
+    "download": "--no-download",
+}
 
 
 def flag_label(field: str) -> str:

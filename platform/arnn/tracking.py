@@ -43,11 +43,13 @@ LOCAL_SCHEMES = ("sqlite:", "file:")
 
 def config_params(config: TrainConfig) -> dict[str, str]:
     """Every hyperparameter the run's model and task use, as flat string params: the model
-    settings it does not read are left out (an LSTM logs no eps), and the task's options
-    appear as task_options.KEY with their defaults filled in."""
+    settings it does not read are left out (an LSTM logs no eps), a model's own options
+    appear as model.KEY and the task's as task_options.KEY, defaults filled in."""
     values = config.model_dump(mode="json")
     unused = set(MODEL_SETTINGS) - model_entry(config.model).uses
-    params = {k: v for k, v in values.items() if k != "task_options" and k not in unused}
+    nested = ("task_options", "model_options")
+    params = {k: v for k, v in values.items() if k not in nested and k not in unused}
+    params.update({f"model.{k}": v for k, v in config.model_options.items()})
     params.update({f"task_options.{k}": v for k, v in config.task_options.items()})
     params["length_unit"], params["length"] = config.length
     return {k: "" if v is None else str(v) for k, v in params.items()}

@@ -99,6 +99,7 @@ def build_model(config: TrainConfig, task: Task, kernel: str | None = None) -> t
         gamma=config.gamma,
         sigma_w=config.sigma_w,
         kernel=kernel or config.kernel,
+        model_options=config.model_options,
     )
 
 

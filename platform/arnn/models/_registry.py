@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import pydantic
 from torch import nn
 
 from arnn.errors import UsageError
+
+
+class ModelOptions(pydantic.BaseModel):
+    """Base of a model's own options (its constants, its integrator, ...): unknown keys are
+    errors, values are checked, each field's description says what it is."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -17,6 +27,9 @@ class ModelEntry:
     description: str
     uses: frozenset[str]  # which of eps / gamma / sigma_w the model reads
     gated_variant: str | None = None  # the model a sweep's `gated: true` turns this one into
+    # A model with an options schema is built as build(input_size=, output_size=, hidden=,
+    # options=<validated options>); the older ones take eps / gamma / sigma_w by `uses`.
+    options: type[ModelOptions] | None = None
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -28,13 +41,15 @@ def register_model(
     description: str,
     uses: tuple[str, ...] = ("sigma_w",),
     gated_variant: str | None = None,
+    options: type[ModelOptions] | None = None,
 ):
     """Decorator that adds a constructor to the registry under `name`."""
 
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelEntry(name, build, description, frozenset(uses), gated_variant)
+        used = frozenset() if options is not None else frozenset(uses)
+        _MODELS[name] = ModelEntry(name, build, description, used, gated_variant, options)
         return build
 
     return add
@@ -51,6 +66,48 @@ def model_entry(name: str) -> ModelEntry:
         raise UsageError(f"unknown model {name!r}; allowed: {', '.join(list_models())}") from None
 
 
+def validate_model_options(name: str, options: dict[str, Any]) -> ModelOptions | None:
+    """A model's options checked against its schema (None for a model without one); every
+    problem in one UsageError line naming the option and what the model accepts."""
+    entry = model_entry(name)
+    if entry.options is None:
+        if options:
+            raise UsageError(f"model {name}: takes no options, got {', '.join(options)}")
+        return None
+    try:
+        return entry.options.model_validate(options)
+    except pydantic.ValidationError as error:
+        allowed = ", ".join(entry.options.model_fields) or "none"
+        problems = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            if item["type"] == "extra_forbidden":
+                problems.append(f"unknown option {key!r} (allowed: {allowed})")
+            else:
+                problems.append(f"option {key!r}: {item['msg']}, got {item['input']!r}")
+        raise UsageError(f"model {name}: " + "; ".join(problems)) from None
+
+
+def describe_options(fields: dict[str, pydantic.fields.FieldInfo]) -> list[str]:
+    """Each option as `name=default (allowed)`: for `arnn models` to show what a model takes."""
+    described = []
+    for name, field in fields.items():
+        bounds = []
+        for rule in field.metadata:
+            for attribute, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                value = getattr(rule, attribute, None)
+                if value is not None:
+                    bounds.append(f"{symbol} {value}")
+        choices = typing.get_args(field.annotation)
+        if typing.get_origin(field.annotation) is typing.Literal:
+            bounds.append(" | ".join(str(c) for c in choices))
+        elif field.annotation is bool:
+            bounds.append("true | false")
+        allowed = f" ({', '.join(bounds)})" if bounds else ""
+        described.append(f"{name}={field.default}{allowed}")
+    return described
+
+
 def create_model(
     name: str,
     *,
@@ -61,11 +118,17 @@ def create_model(
     gamma: float = 0.01,
     sigma_w: float = 1.0,
     kernel: str = "auto",
+    model_options: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build a sequence classifier: x [B, T, input_size] -> outputs [B, output_size]."""
     entry = model_entry(name)
-    options = {"eps": eps, "gamma": gamma, "sigma_w": sigma_w, "kernel": kernel}
-    chosen = {key: value for key, value in options.items() if key in entry.uses}
+    if entry.options is not None:
+        options = validate_model_options(name, model_options or {})
+        return entry.build(
+            input_size=input_size, output_size=output_size, hidden=hidden, options=options
+        )
+    chosen = {"eps": eps, "gamma": gamma, "sigma_w": sigma_w, "kernel": kernel}
+    chosen = {key: value for key, value in chosen.items() if key in entry.uses}
     return entry.build(input_size=input_size, output_size=output_size, hidden=hidden, **chosen)
 
 

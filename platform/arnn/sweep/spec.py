@@ -211,15 +211,19 @@ def _describe(item: dict) -> str:
 def _cross_checks(spec: Spec) -> list[str]:
     """Checks across keys; each problem names its key path."""
     problems: list[str] = []
-    searchable = set(TrainConfig.model_fields) - {"task", "task_options", *PLACEMENT}
+    settings = set(TrainConfig.model_fields) - {"model_options"}
+    searchable = settings - {"task", "task_options", *PLACEMENT}
     searchable |= set(_SPEC_ONLY_PARAMS)
-    fixable = set(TrainConfig.model_fields) - {"task", "task_options", "model"}
+    fixable = settings - {"task", "task_options", "model"}
 
     base = {"task": spec.task, "task_options": spec.task_options, "model": spec.model}
     base_errors = [(f, m) for f, m in config_problems(base) if f in base]
     problems.extend(f"{field}: {message}" for field, message in base_errors)
     if base_errors:
         return problems  # the rest is checked against a known task and model
+    options = _model_option_names(spec)  # a model's own options: fixed or searched by name
+    fixable |= options
+    searchable |= options
 
     for key in spec.fixed:
         if key not in fixable:
@@ -267,11 +271,23 @@ def _cross_checks(spec: Spec) -> list[str]:
         for label, value in _edges(param):
             trial = {**spec._fixed_values(), name: value}
             for field, message in config_problems(trial):
-                if field == name:
+                if field == name or (field == "model_options" and f"option {name!r}" in message):
                     problems.append(f"{where}.{label}: {message}")
 
     problems.extend(_sweep_problems(spec))
     return problems
+
+
+def _model_option_names(spec: Spec) -> set[str]:
+    """The options of the spec's model and of every model a trial may become."""
+    models = {spec.model, model_entry(spec.model).gated_variant}
+    if "model" in spec.params:
+        models |= {str(choice) for choice in param_values(spec.params["model"])}
+    names = set()
+    for name in models - {None}:
+        if name in list_models() and model_entry(name).options is not None:
+            names |= set(model_entry(name).options.model_fields)
+    return names
 
 
 def _range_problems(where: str, param) -> list[str]:
