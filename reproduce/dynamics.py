@@ -74,7 +74,10 @@ def _analyse_run(uri: str, run_id: str, args):
     inputs = task.to_inputs(stored, torch.Generator().manual_seed(0))
     dynamics = analyse(model, task, inputs, targets, jacobians=args.jacobians)
 
-    label = f"{config.model} eps={config.eps:g} gamma={config.gamma:g} ({run_id[:8]})"
+    options = " ".join(
+        f"{k}={v:g}" for k, v in config.model_options.items() if k in ("eps", "gamma")
+    )
+    label = f"{config.model} {options} ({run_id[:8]})"
     run = TrackedRun(connect(uri), run_id)
     run.log_metrics(dynamics.summary())
     run.log_series("dynamics_grad_norm", dynamics.gradient_norms.tolist())

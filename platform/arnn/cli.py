@@ -112,8 +112,18 @@ def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, named by `flag_label`, described by the field."""
-    from arnn.config import TrainConfig, flag_label
+    """One flag per TrainConfig field, named by `flag_label`, described by the field; and
+    the short forms of the model options that many models share (--eps, ...)."""
+    from arnn.config import MODEL_SHORT_FORMS, TrainConfig, flag_label
+
+    for name in MODEL_SHORT_FORMS:
+        parser.add_argument(
+            flag_label(name),
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"short for --model-option {name}=VALUE (arnn models lists the defaults)",
+        )
 
     for name, field in TrainConfig.model_fields.items():
         flag = flag_label(name)
@@ -147,9 +157,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from arnn.config import TrainConfig, flag_label
+    from arnn.config import MODEL_SHORT_FORMS, TrainConfig, flag_label
 
-    values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields}
+    settings = set(TrainConfig.model_fields) | set(MODEL_SHORT_FORMS)
+    values = {k: v for k, v in vars(args).items() if k in settings}
     for name in ("task_options", "model_options"):
         if name in values:
             values[name] = _key_values(values[name], flag_label(name))
@@ -342,13 +353,7 @@ def _run_models(args: argparse.Namespace) -> int:
         )
         count = count_parameters(build_model(config, create_task(config.task)))
         paper = PAPER_PARAMETERS.get((name, config.task, config.hidden), "")
-        entry = model_entry(name)
-        fields = (
-            entry.options.model_fields
-            if entry.options
-            else {key: TrainConfig.model_fields[key] for key in sorted(entry.uses - {"kernel"})}
-        )
-        options = "; ".join(describe_options(fields)) or "-"
+        options = "; ".join(describe_options(model_entry(name).options.model_fields)) or "-"
         rows.append((name, str(config.hidden), str(count), paper, options))
     _print_table(("model", "units", "params", "paper", "options (default, allowed)"), rows)
     return 0

@@ -21,9 +21,9 @@ from arnn.models import model_entry, validate_model_options
 from arnn.tasks import task_entry, validate_task_options
 
 DEFAULT_EPOCHS = 10
-# Settings that older models read from the configuration itself, and that a model with an
-# options schema of its own takes as options when it has them (coRNN's eps, say).
-_MODEL_SHORT_FORMS = ("eps", "gamma", "sigma_w")
+# Model options with flags of their own (--eps, --gamma, --sigma-w): short for
+# --model-option KEY=VALUE, for whichever model has them.
+MODEL_SHORT_FORMS = ("eps", "gamma", "sigma_w")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -44,11 +44,6 @@ class TrainConfig(pydantic.BaseModel):
         description="the model's own options, KEY=VALUE (arnn models lists them)",
     )
     hidden: int = pydantic.Field(128, ge=1, description="hidden units n")
-    eps: float = pydantic.Field(0.01, gt=0, description="step size epsilon (> 0)")
-    gamma: float = pydantic.Field(0.01, ge=0, description="diffusion gamma (>= 0)")
-    sigma_w: float = pydantic.Field(
-        1.0, ge=0, description="std of the recurrent weights is sigma_w / sqrt(n) (>= 0)"
-    )
     # how
     optimizer: Literal["sgd", "adagrad", "adam", "rmsprop"] = pydantic.Field(
         "sgd", description="sgd (with momentum), adagrad, adam or rmsprop"
@@ -105,21 +100,19 @@ class TrainConfig(pydantic.BaseModel):
     @classmethod
     def _gather_model_options(cls, values: Any) -> Any:
         """A model's options may be given beside the other settings (`dt: 0.042` in a
-        spec's fixed or params, --eps on the command line): they go into model_options.
-        For a model with an options schema that includes eps, gamma and sigma_w."""
+        spec's fixed or params, --eps on the command line): they go into model_options,
+        where the model's schema checks them."""
         if not isinstance(values, dict):
             return values
         try:
             schema = model_entry(values.get("model", "antisymmetric")).options
         except UsageError:
             return values  # the unknown model is reported by its own validator
-        if schema is None:
-            return values
         values = dict(values)
         options = dict(values.get("model_options") or {})
         for key in list(values):
-            if key in schema.model_fields and (
-                key in _MODEL_SHORT_FORMS or key not in cls.model_fields
+            if key in MODEL_SHORT_FORMS or (
+                key in schema.model_fields and key not in cls.model_fields
             ):
                 options[key] = values.pop(key)
         values["model_options"] = options
@@ -132,8 +125,7 @@ class TrainConfig(pydantic.BaseModel):
         if "model" not in info.data:  # the model itself was already reported
             return options
         with _as_value_error():
-            validated = validate_model_options(info.data["model"], options)
-        return {} if validated is None else validated.model_dump(mode="json")
+            return validate_model_options(info.data["model"], options).model_dump(mode="json")
 
     @pydantic.field_validator("task")
     @classmethod
@@ -174,7 +166,7 @@ class TrainConfig(pydantic.BaseModel):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {device!r}")
         return device
 
-    @pydantic.field_validator("eps", "gamma", "sigma_w", "lr", "momentum", "clip", "lr_decay")
+    @pydantic.field_validator("lr", "momentum", "clip", "lr_decay")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):

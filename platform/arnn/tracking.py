@@ -36,19 +36,18 @@ def resolve_tracking_uri(flag: str | None) -> str:
     return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-# TrainConfig fields that only some models read (each registry entry says which).
-MODEL_SETTINGS = ("eps", "gamma", "sigma_w", "kernel")
 LOCAL_SCHEMES = ("sqlite:", "file:")
 
 
 def config_params(config: TrainConfig) -> dict[str, str]:
-    """Every hyperparameter the run's model and task use, as flat string params: the model
-    settings it does not read are left out (an LSTM logs no eps), a model's own options
-    appear as model.KEY and the task's as task_options.KEY, defaults filled in."""
+    """Every hyperparameter the run's model and task use, as flat string params: a model's
+    own options as model.KEY (an LSTM logs no eps) and the task's as task_options.KEY,
+    defaults filled in; `kernel` only for the models whose recurrence it chooses."""
     values = config.model_dump(mode="json")
-    unused = set(MODEL_SETTINGS) - model_entry(config.model).uses
-    nested = ("task_options", "model_options")
-    params = {k: v for k, v in values.items() if k not in nested and k not in unused}
+    unused = {"task_options", "model_options"}
+    if not model_entry(config.model).takes_kernel:
+        unused.add("kernel")
+    params = {k: v for k, v in values.items() if k not in unused}
     params.update({f"model.{k}": v for k, v in config.model_options.items()})
     params.update({f"task_options.{k}": v for k, v in config.task_options.items()})
     params["length_unit"], params["length"] = config.length
@@ -135,10 +134,10 @@ class TrackedRun:
         history = self.client.get_metric_history(self.run_id, "val_accuracy")
         return max((m.step for m in history), default=0)
 
-    def log_epoch(self, metrics: EpochMetrics) -> None:
-        """An epoch's metrics, once: a run resumed from a checkpoint older than its last
-        logged epoch redoes those epochs (with the same numbers: same seed, same state),
-        and they are not logged again."""
+    def log_epoch(self, metrics: EpochMetrics, extra: dict[str, float] | None = None) -> None:
+        """An epoch's metrics (and `extra` values at the same step), once: a run resumed
+        from a checkpoint older than its last logged epoch redoes those epochs (with the
+        same numbers: same seed, same state), and they are not logged again."""
         if self._last_epoch is None:
             self._last_epoch = self.last_logged_epoch()
         if metrics.epoch <= self._last_epoch:
@@ -147,7 +146,7 @@ class TrackedRun:
         values = metrics.as_dict()
         epoch = values.pop("epoch")
         values["epoch_seconds"] = values.pop("seconds")
-        self.log_metrics(values, step=epoch)
+        self.log_metrics({**values, **(extra or {})}, step=epoch)
 
     def log_result(self, result: Result, config: TrainConfig) -> None:
         """Final metrics, the best-validation weights as `model/weights.pt`, status tags."""

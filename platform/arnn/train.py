@@ -84,8 +84,10 @@ def resolve_device(name: str) -> torch.device:
 def kernel_path(config: TrainConfig, device: torch.device) -> str:
     """eager or fused: the path this run's recurrence takes on `device` (models without
     our recurrence run PyTorch's own layers: eager)."""
-    if "kernel" not in model_entry(config.model).uses:
+    if not model_entry(config.model).takes_kernel:
         return "eager"
+    if config.model_options.get("scheme", "euler") != "euler":
+        return "eager"  # the fused kernels integrate with forward Euler only
     return resolve_kernel(config.kernel, device, config.hidden)
 
 
@@ -95,9 +97,6 @@ def build_model(config: TrainConfig, task: Task, kernel: str | None = None) -> t
         input_size=task.input_size,
         output_size=task.output_size,
         hidden=config.hidden,
-        eps=config.eps,
-        gamma=config.gamma,
-        sigma_w=config.sigma_w,
         kernel=kernel or config.kernel,
         model_options=config.model_options,
     )

@@ -42,7 +42,9 @@ def test_a_models_options_come_typed_with_their_defaults_from_any_spelling():
     assert config.model_options == {"dt": 0.05, "gamma": 2.7, "eps": 4.7, "imex": True}
     # eps is coRNN's own damping, not the antisymmetric step size
     assert TrainConfig.parse({"model": "cornn", "eps": 8.0}).model_options["eps"] == 8.0
-    assert TrainConfig.parse({"model": "antisymmetric", "eps": 0.5}).model_options == {}
+    antisymmetric = TrainConfig.parse({"model": "antisymmetric", "eps": 0.5}).model_options
+    assert antisymmetric == {"eps": 0.5, "gamma": 0.01, "sigma_w": 1.0, "scheme": "euler"}
+    assert TrainConfig.parse({"model": "lstm"}).model_options == {"sigma_w": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -57,8 +59,8 @@ def test_a_models_options_come_typed_with_their_defaults_from_any_spelling():
             "model_options: model lem: option 'dt': Input should be greater than 0, got 0",
         ),
         (
-            {"model": "lstm", "model_options": {"dt": 1}},
-            "model_options: model lstm: takes no options, got dt",
+            {"model": "lstm", "eps": 0.1},
+            "model_options: model lstm: unknown option 'eps' (allowed: sigma_w)",
         ),
     ],
 )
@@ -130,3 +132,24 @@ def test_a_spec_fixes_and_searches_a_models_options_by_name():
     with pytest.raises(UsageError) as raised:
         parse_spec(_spec(alpha={"type": "float", "low": 0.5, "high": 2.0}))
     assert "params.alpha: not a searchable setting" in str(raised.value)
+
+
+@pytest.mark.parametrize("scheme", ["midpoint", "rk4", "leapfrog"])
+def test_the_antisymmetric_models_integrate_with_the_scheme_asked(scheme):
+    import torch
+
+    from arnn.kernels.schemes import scheme_scan
+    from arnn.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(
+        "antisymmetric_gated", input_size=2, output_size=3, hidden=8, scheme=scheme, gamma=0.0
+    )
+    encoder, x = model.encoder, torch.randn(4, 10, 2)
+    a_t = encoder.recurrence_matrix().T.contiguous()
+    expected = scheme_scan(
+        x, encoder.input, a_t, x.new_zeros(4, 8), encoder.eps, True, False, scheme
+    )
+    torch.testing.assert_close(encoder(x), expected, rtol=0, atol=0)
+    config = TrainConfig.parse({"model": "antisymmetric", "scheme": scheme, "gamma": 0})
+    assert config.model_options["scheme"] == scheme and config.model_options["gamma"] == 0.0

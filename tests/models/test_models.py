@@ -97,9 +97,10 @@ def test_one_step_equals_the_hand_written_equations(gated):
 
 def _norms_over_time(model_name: str, sigma_w: float, steps: int = 1000) -> torch.Tensor:
     torch.manual_seed(0)
-    model = create_model(
-        model_name, input_size=1, output_size=10, hidden=128, eps=0.01, gamma=0.01, sigma_w=sigma_w
-    )
+    options = {"sigma_w": sigma_w}
+    if model_name.startswith("antisymmetric"):
+        options.update(eps=0.01, gamma=0.01)
+    model = create_model(model_name, input_size=1, output_size=10, hidden=128, **options)
     h0 = torch.randn(8, 128) * 0.1
     with torch.no_grad():
         states = model.encoder.states(torch.zeros(8, steps, 1), h0)

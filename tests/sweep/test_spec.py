@@ -69,7 +69,7 @@ MALFORMED = [
     ),
     (
         _param(eps={"type": "categorical", "choices": [0.1, -1]}),
-        "params.eps.choices[1]: input should be greater than 0",
+        "params.eps.choices[1]: model antisymmetric: option 'eps': Input should be greater than 0",
     ),
     (_param(colour={"type": "bool"}), "params.colour: not a searchable setting"),
     (
@@ -170,7 +170,7 @@ def test_conditional_parameters_exist_only_when_their_condition_holds():
     assert all(("sigma_w" in p) == p["gated"] for p in seen)
     assert {p["gated"] for p in seen} == {False, True}
     gated = spec.trial_config({"gated": True, "lr": 0.01, "eps": 0.1, "sigma_w": 1.5})
-    assert gated.model == "antisymmetric_gated" and gated.sigma_w == 1.5
+    assert gated.model == "antisymmetric_gated" and gated.model_options["sigma_w"] == 1.5
     assert spec.trial_config({"gated": False, "lr": 0.01, "eps": 0.1}).model == "antisymmetric"
 
 

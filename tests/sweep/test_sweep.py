@@ -343,7 +343,9 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
         )
 
         def running_trial_node():
-            """The node of a running trial that has logged 1 or 2 of its 4 epochs."""
+            """The node of a running trial that has logged 1 or 2 of its 4 epochs, and
+            whose checkpoint Ray has stored (a trial logs an epoch just before it hands
+            Ray the checkpoint: losing the node in between restarts it from nothing)."""
             try:
                 client, _, children = _runs(mlflow_server, experiment)
             except Exception:
@@ -351,7 +353,12 @@ def test_a_lost_worker_node_costs_no_run_and_no_finished_epoch(tmp_path, mlflow_
             for child in children:
                 if child.info.status != "RUNNING" or "arnn.node_id" not in child.data.tags:
                     continue
-                if 1 <= len(client.get_metric_history(child.info.run_id, "val_loss")) <= 2:
+                trial = child.data.tags["arnn.trial_id"]
+                stored = glob.glob(str(tmp_path / "ray" / "nodes" / trial / "checkpoint_*"))
+                if (
+                    stored
+                    and 1 <= len(client.get_metric_history(child.info.run_id, "val_loss")) <= 2
+                ):
                     return child.data.tags["arnn.node_id"]
             return None
 

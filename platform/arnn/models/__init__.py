@@ -10,6 +10,7 @@ from arnn.models import (  # noqa: F401  (they register)
     unicornn,
 )
 from arnn.models._registry import (
+    InitOptions,
     ModelOptions,
     count_parameters,
     create_model,
@@ -20,6 +21,7 @@ from arnn.models._registry import (
 )
 
 __all__ = [
+    "InitOptions",
     "ModelOptions",
     "count_parameters",
     "create_model",

@@ -15,21 +15,31 @@ from arnn.errors import UsageError
 
 class ModelOptions(pydantic.BaseModel):
     """Base of a model's own options (its constants, its integrator, ...): unknown keys are
-    errors, values are checked, each field's description says what it is."""
+    errors, values are checked (and finite), each field's description says what it is."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class InitOptions(ModelOptions):
+    """The one option of models that only take Appendix C's initialisation."""
+
+    sigma_w: float = pydantic.Field(
+        1.0, ge=0, description="std of the recurrent weights is sigma_w / sqrt(n)"
+    )
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A model: built as build(input_size=, output_size=, hidden=, options=<validated
+    options>[, kernel=]) — `kernel` (auto, eager, fused) only for the models whose
+    recurrence arnn.kernels computes."""
+
     name: str
     build: Callable[..., nn.Module]
     description: str
-    uses: frozenset[str]  # which of eps / gamma / sigma_w the model reads
+    options: type[ModelOptions]
+    takes_kernel: bool = False
     gated_variant: str | None = None  # the model a sweep's `gated: true` turns this one into
-    # A model with an options schema is built as build(input_size=, output_size=, hidden=,
-    # options=<validated options>); the older ones take eps / gamma / sigma_w by `uses`.
-    options: type[ModelOptions] | None = None
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -39,17 +49,16 @@ def register_model(
     name: str,
     *,
     description: str,
-    uses: tuple[str, ...] = ("sigma_w",),
+    options: type[ModelOptions] = InitOptions,
+    takes_kernel: bool = False,
     gated_variant: str | None = None,
-    options: type[ModelOptions] | None = None,
 ):
     """Decorator that adds a constructor to the registry under `name`."""
 
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        used = frozenset() if options is not None else frozenset(uses)
-        _MODELS[name] = ModelEntry(name, build, description, used, gated_variant, options)
+        _MODELS[name] = ModelEntry(name, build, description, options, takes_kernel, gated_variant)
         return build
 
     return add
@@ -66,14 +75,10 @@ def model_entry(name: str) -> ModelEntry:
         raise UsageError(f"unknown model {name!r}; allowed: {', '.join(list_models())}") from None
 
 
-def validate_model_options(name: str, options: dict[str, Any]) -> ModelOptions | None:
-    """A model's options checked against its schema (None for a model without one); every
-    problem in one UsageError line naming the option and what the model accepts."""
+def validate_model_options(name: str, options: dict[str, Any]) -> ModelOptions:
+    """A model's options checked against its schema; every problem in one UsageError line
+    naming the option and what the model accepts."""
     entry = model_entry(name)
-    if entry.options is None:
-        if options:
-            raise UsageError(f"model {name}: takes no options, got {', '.join(options)}")
-        return None
     try:
         return entry.options.model_validate(options)
     except pydantic.ValidationError as error:
@@ -114,22 +119,18 @@ def create_model(
     input_size: int,
     output_size: int,
     hidden: int,
-    eps: float = 0.01,
-    gamma: float = 0.01,
-    sigma_w: float = 1.0,
     kernel: str = "auto",
     model_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> nn.Module:
-    """Build a sequence classifier: x [B, T, input_size] -> outputs [B, output_size]."""
+    """Build a sequence classifier: x [B, T, input_size] -> outputs [B, output_size].
+    The model's options come as `model_options` or as keywords (eps=0.1)."""
     entry = model_entry(name)
-    if entry.options is not None:
-        options = validate_model_options(name, model_options or {})
-        return entry.build(
-            input_size=input_size, output_size=output_size, hidden=hidden, options=options
-        )
-    chosen = {"eps": eps, "gamma": gamma, "sigma_w": sigma_w, "kernel": kernel}
-    chosen = {key: value for key, value in chosen.items() if key in entry.uses}
-    return entry.build(input_size=input_size, output_size=output_size, hidden=hidden, **chosen)
+    validated = validate_model_options(name, {**(model_options or {}), **options})
+    extra = {"kernel": kernel} if entry.takes_kernel else {}
+    return entry.build(
+        input_size=input_size, output_size=output_size, hidden=hidden, options=validated, **extra
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,17 +12,21 @@ unstructured n x n matrix in place of W - W^T (A = W - gamma I).
 
 from __future__ import annotations
 
+from typing import Literal
+
+import pydantic
 import torch
 from torch import nn
 
 from arnn.kernels import choose_scan
+from arnn.kernels.schemes import scheme_scan
 from arnn.models._layers import (
     LoopEncoder,
     SequenceClassifier,
     init_input_weight_,
     init_recurrent_weight_,
 )
-from arnn.models._registry import register_model
+from arnn.models._registry import ModelOptions, register_model
 
 
 class AntisymmetricEncoder(LoopEncoder):
@@ -37,6 +41,7 @@ class AntisymmetricEncoder(LoopEncoder):
         gated: bool,
         structured: bool = True,
         kernel: str = "auto",
+        scheme: str = "euler",
     ):
         super().__init__()
         self.hidden = hidden
@@ -45,6 +50,7 @@ class AntisymmetricEncoder(LoopEncoder):
         self.gated = gated
         self.structured = structured
         self.kernel = kernel  # auto, eager or fused: see arnn.kernels.choose_scan
+        self.scheme = scheme  # euler (the paper), midpoint, rk4, leapfrog: arnn.kernels.schemes
         # Rows [0, H) are V_h, b_h; rows [H, 2H) are V_z, b_z for the gated cell.
         self.input = nn.Linear(input_size, hidden * (2 if gated else 1))
         init_input_weight_(self.input.weight, input_size)
@@ -78,34 +84,65 @@ class AntisymmetricEncoder(LoopEncoder):
         a_t = self.recurrence_matrix().T.contiguous()
         if h0 is None:
             h0 = x.new_zeros(x.shape[0], self.hidden)
+        if self.scheme != "euler":  # the other integrators have an eager path only
+            return scheme_scan(
+                x, self.input, a_t, h0, self.eps, self.gated, keep_states, self.scheme
+            )
         scan = choose_scan(self.kernel, x, self.hidden)
         return scan(x, self.input, a_t, h0, self.eps, self.gated, keep_states)
 
 
-def _classifier(input_size, output_size, hidden, **options) -> SequenceClassifier:
-    encoder = AntisymmetricEncoder(input_size, hidden, **options)
+class AntisymmetricOptions(ModelOptions):
+    """The paper's constants: step size, diffusion and the recurrent initialisation."""
+
+    eps: float = pydantic.Field(0.01, gt=0, description="step size epsilon")
+    gamma: float = pydantic.Field(0.01, ge=0, description="diffusion gamma")
+    sigma_w: float = pydantic.Field(
+        1.0, ge=0, description="std of the recurrent weights is sigma_w / sqrt(n)"
+    )
+    scheme: Literal["euler", "midpoint", "rk4", "leapfrog"] = pydantic.Field(
+        "euler",
+        description="integrator of h' = tanh(A h + V x + b), input held over a step: euler "
+        "(the paper), midpoint (RK2), rk4, or leapfrog (h_t = h_{t-2} + 2 eps f(h_{t-1}))",
+    )
+
+
+def _classifier(
+    input_size, output_size, hidden, options: AntisymmetricOptions, kernel: str, **shape
+) -> SequenceClassifier:
+    encoder = AntisymmetricEncoder(
+        input_size,
+        hidden,
+        eps=options.eps,
+        gamma=options.gamma,
+        sigma_w=options.sigma_w,
+        kernel=kernel,
+        scheme=options.scheme,
+        **shape,
+    )
     return SequenceClassifier(encoder, hidden, output_size)
 
 
-# What the registry passes on: eps, gamma, sigma_w and kernel.
-_USES = ("eps", "gamma", "sigma_w", "kernel")
+_FAMILY = dict(options=AntisymmetricOptions, takes_kernel=True)
 
 
 @register_model(
     "antisymmetric",
     description="AntisymmetricRNN, Eq. 12",
-    uses=_USES,
     gated_variant="antisymmetric_gated",
+    **_FAMILY,
 )
-def antisymmetric(*, input_size, output_size, hidden, **options):
-    return _classifier(input_size, output_size, hidden, gated=False, **options)
+def antisymmetric(*, input_size, output_size, hidden, options, kernel):
+    return _classifier(input_size, output_size, hidden, options, kernel, gated=False)
 
 
-@register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", uses=_USES)
-def antisymmetric_gated(*, input_size, output_size, hidden, **options):
-    return _classifier(input_size, output_size, hidden, gated=True, **options)
+@register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", **_FAMILY)
+def antisymmetric_gated(*, input_size, output_size, hidden, options, kernel):
+    return _classifier(input_size, output_size, hidden, options, kernel, gated=True)
 
 
-@register_model("ablation", description="gated cell, unstructured W (paper's ablation)", uses=_USES)
-def ablation(*, input_size, output_size, hidden, **options):
-    return _classifier(input_size, output_size, hidden, gated=True, structured=False, **options)
+@register_model("ablation", description="gated cell, unstructured W (paper's ablation)", **_FAMILY)
+def ablation(*, input_size, output_size, hidden, options, kernel):
+    return _classifier(
+        input_size, output_size, hidden, options, kernel, gated=True, structured=False
+    )

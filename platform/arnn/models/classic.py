@@ -38,7 +38,8 @@ class TorchRNNEncoder(nn.Module):
         return self.states(x, h0)[:, -1]
 
 
-def _classifier(module_class, *, input_size, output_size, hidden, sigma_w, **kwargs):
+def _classifier(module_class, *, input_size, output_size, hidden, options, **kwargs):
+    sigma_w = options.sigma_w
     module = module_class(input_size, hidden, batch_first=True, **kwargs)
     return SequenceClassifier(
         TorchRNNEncoder(module, input_size, hidden, sigma_w), hidden, output_size
@@ -46,26 +47,26 @@ def _classifier(module_class, *, input_size, output_size, hidden, sigma_w, **kwa
 
 
 @register_model("rnn", description="vanilla tanh RNN (torch nn.RNN)")
-def rnn(*, input_size, output_size, hidden, sigma_w):
+def rnn(*, input_size, output_size, hidden, options):
     return _classifier(
         nn.RNN,
         input_size=input_size,
         output_size=output_size,
         hidden=hidden,
-        sigma_w=sigma_w,
+        options=options,
         nonlinearity="tanh",
     )
 
 
 @register_model("gru", description="GRU (torch nn.GRU)")
-def gru(*, input_size, output_size, hidden, sigma_w):
+def gru(*, input_size, output_size, hidden, options):
     return _classifier(
-        nn.GRU, input_size=input_size, output_size=output_size, hidden=hidden, sigma_w=sigma_w
+        nn.GRU, input_size=input_size, output_size=output_size, hidden=hidden, options=options
     )
 
 
 @register_model("lstm", description="LSTM (torch nn.LSTM, two bias vectors)")
-def lstm(*, input_size, output_size, hidden, sigma_w):
+def lstm(*, input_size, output_size, hidden, options):
     return _classifier(
-        nn.LSTM, input_size=input_size, output_size=output_size, hidden=hidden, sigma_w=sigma_w
+        nn.LSTM, input_size=input_size, output_size=output_size, hidden=hidden, options=options
     )

@@ -48,6 +48,6 @@ class FastRNNEncoder(LoopEncoder):
 
 
 @register_model("fastrnn", description="FastRNN (Kusupati et al., 2018)")
-def fastrnn(*, input_size, output_size, hidden, sigma_w):
-    encoder = FastRNNEncoder(input_size, hidden, sigma_w=sigma_w)
+def fastrnn(*, input_size, output_size, hidden, options):
+    encoder = FastRNNEncoder(input_size, hidden, sigma_w=options.sigma_w)
     return SequenceClassifier(encoder, hidden, output_size)

@@ -104,8 +104,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     def report(metrics: EpochMetrics, checkpoint_dir: Path | None) -> None:
         values.append(getattr(metrics, spec.metric))
         score = scoring.score(values, spec.mode)
-        run.log_epoch(metrics)
-        run.log_metrics({SCORE: score, "epochs": metrics.epoch}, step=metrics.epoch)
+        run.log_epoch(metrics, extra={SCORE: score, "epochs": metrics.epoch})
         result = {**metrics.as_dict(), SCORE: score, STATE: "running", "mlflow_run_id": run.run_id}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
@@ -378,7 +377,10 @@ def _run_config(settings: SweepSettings, total: int) -> tune.RunConfig:
             TrialRunCloser(settings),
             ConsoleProgress(total, settings.spec.metric, settings.spec.mode),
         ],
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Three, not one: after a killed driver, Tune resumes from its last saved state,
+        # which may name a checkpoint or two older than a trial's newest (seen here: with
+        # one kept, a resumed trial found its checkpoint deleted and failed).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=3),
         failure_config=tune.FailureConfig(max_failures=2),
     )
 
