@@ -31,6 +31,9 @@ def test_bench_prints_each_model_and_its_ratio_to_torch_rnn(capsys):
     rows = _table(out)
     assert set(rows) == {
         "antisymmetric (eager)",
+        "antisymmetric (midpoint)",
+        "antisymmetric (rk4)",
+        "antisymmetric (leapfrog)",
         "torch nn.LSTM",
         "torch nn.RNN(tanh)",
         "cornn",

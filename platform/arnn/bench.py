@@ -81,6 +81,10 @@ def entries(models: list[str], cuda: bool) -> list[Entry]:
             if cuda:
                 rows.append(Entry(f"{name} (eager, CUDA graph)", name, "eager", graphed=True))
                 rows.append(Entry(f"{name} (fused)", name, "fused"))
+            if name == "antisymmetric":  # the other integrators (eager only)
+                for scheme in ("midpoint", "rk4", "leapfrog"):
+                    options = (("scheme", scheme),)
+                    rows.append(Entry(f"{name} ({scheme})", name, "eager", options=options))
         elif name in VARIANTS:
             for label, options in VARIANTS[name]:
                 rows.append(Entry(f"{name} ({label})", name, options=tuple(options.items())))
