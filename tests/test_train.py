@@ -163,3 +163,11 @@ def test_training_lowers_the_loss(optimizer):
     result = train(config)
     assert result.history[-1].train_loss < 0.5 * result.history[0].train_loss
     assert torch.isfinite(torch.tensor(result.test_loss))
+
+
+def test_the_optimiser_table_is_what_the_configuration_allows():
+    from typing import get_args
+
+    from arnn.train import OPTIMIZERS
+
+    assert set(OPTIMIZERS) == set(get_args(TrainConfig.model_fields["optimizer"].annotation))

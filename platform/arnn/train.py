@@ -257,15 +257,22 @@ def _finite_parameters(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+# The optimisers a configuration may name, with the settings each takes from it: an
+# unknown name is a KeyError here (TrainConfig refuses it first), never a default.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": lambda params, c: torch.optim.SGD(
+        params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+    ),
+    "adagrad": lambda params, c: torch.optim.Adagrad(params, lr=c.lr, weight_decay=c.weight_decay),
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
+    "rmsprop": lambda params, c: torch.optim.RMSprop(
+        params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+    ),
+}
+
+
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params, lr, decay = model.parameters(), config.lr, config.weight_decay
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
-    if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=decay)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
-    return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    return OPTIMIZERS[config.optimizer](model.parameters(), config)
 
 
 @dataclass
