@@ -124,6 +124,16 @@ def run_arnn(*args: str, cwd: Path, env: dict | None = None, timeout: float = 30
     )
 
 
+def only_run(tracking_uri: str, experiment: str = "arnn"):
+    """(client, run) of the experiment's one run; fails when it holds another number."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return client, runs[0]
+
+
 def assert_provenance(tags: dict) -> None:
     """The tags that trace a run to its code: the commit of this checkout (whatever folder
     the run ran in), the dirty flag, and the libraries' versions."""

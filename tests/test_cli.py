@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from arnn.cli import main
-from tests.conftest import assert_provenance, run_arnn
+from tests.conftest import assert_provenance, only_run, run_arnn
 
 
 def _train_args(mnist_root: Path, *extra: str) -> list[str]:
@@ -40,20 +39,12 @@ def _train_args(mnist_root: Path, *extra: str) -> list[str]:
     ]
 
 
-def _only_run(tracking_uri: str, experiment: str = "arnn"):
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1
-    return client, runs[0]
-
-
 def test_train_logs_one_complete_run_to_the_sqlite_default(mnist_root, tmp_path):
     done = run_arnn(*_train_args(mnist_root, "--lr", "0.05"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("test accuracy ")
-    client, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.run_id in last and run.info.status == "FINISHED"
     assert run.data.params["lr"] == "0.05" and run.data.params["hidden"] == "8"
     assert run.data.params["model"] == "antisymmetric" and run.data.params["model.eps"] == "0.01"
@@ -79,7 +70,7 @@ def test_train_logs_over_http_to_a_real_mlflow_server(mnist_root, tmp_path, mlfl
     )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "mlflow.db").exists()
-    client, run = _only_run(mlflow_server, "remote")
+    client, run = only_run(mlflow_server, "remote")
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]
     assert client.list_artifacts(run.info.run_id, "model")[0].path == "model/weights.pt"
@@ -110,7 +101,7 @@ def test_a_diverged_run_is_finished_with_its_status_tag(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "diverged" in done.stdout
-    _, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.status == "FINISHED" and run.data.tags["arnn.status"] == "diverged"
 
 
@@ -193,7 +184,7 @@ def test_train_resumed_from_its_checkpoint_continues_the_same_mlflow_run(mnist_r
     )
     assert second.returncode == 0, second.stderr
     assert "epoch   1" not in second.stdout and "epoch   2" in second.stdout
-    client, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
     assert sorted(steps) == [1, 2]
@@ -223,7 +214,7 @@ def test_a_run_logs_only_its_models_settings_and_every_task_option(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    _, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = run.data.params
     assert not {"eps", "gamma", "kernel", "model.eps", "model.gamma"} & set(params), params
     assert params["model.sigma_w"] == "1.0"
@@ -238,7 +229,7 @@ def test_pmnist_records_its_permutation_seed(mnist_root, tmp_path):
     args[args.index("mnist")] = "pmnist"
     done = run_arnn(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    _, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     from arnn.tasks.images import PMNIST_SEED
 
     assert run.data.params["task_options.perm_seed"] == str(PMNIST_SEED)
@@ -282,6 +273,6 @@ def test_an_interrupted_train_keeps_its_best_weights(tmp_path, signum, code):
     finally:
         trainer.kill()
     assert trainer.returncode == code, trainer.stderr.read()[-2000:]
-    client, run = _only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.status == "KILLED" and run.data.tags["arnn.status"] == "interrupted"
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/weights.pt"]

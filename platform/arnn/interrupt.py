@@ -42,14 +42,6 @@ class StopSignals:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def raise_if_requested(self) -> None:
-        if self.signum is not None:
-            raise Interrupted(self.signum)
-
     def _handle(self, signum: int, frame) -> None:
         if self.signum is not None or self.on_first is None:
             self.signum = self.signum or signum

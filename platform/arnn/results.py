@@ -38,13 +38,6 @@ def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
     if frame.empty:
         return []
     rows = frame.to_dict("records")
-
-    def number(value):
-        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-    def whole(value):
-        return None if number(value) is None else int(value)
-
     return [
         scoring.TrialRecord(
             trial=str(row.get("tags.arnn.trial_id") or row["run_id"]),
@@ -53,7 +46,7 @@ def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
                 row.get("metrics.trial_score"), row.get("metrics.best_val_accuracy")
             ),
             run_id=row["run_id"],
-            epochs=whole(row.get("metrics.epochs")),
+            epochs=_whole(_first_number(row.get("metrics.epochs"))),
             sampled=json.loads(row.get("tags.arnn.sampled") or "{}"),
         )
         for row in rows
@@ -61,10 +54,15 @@ def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
 
 
 def _first_number(*values):
+    """The first value that is a number (MLflow's frame has NaN where a run lacks one)."""
     for value in values:
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             return value
     return None
+
+
+def _whole(value) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -130,17 +128,21 @@ def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = 
     return rows
 
 
-def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
-    """A cell's final trial runs: each final seed's outcomes (arnn.status), for
-    arnn.scoring.count_seeds. Seeds below FINAL_SEED_BASE (final runs from before final
-    seeds were kept apart from the search's) are left out."""
-    outcomes: dict[int, list[str]] = {}
+def _final_trials(finals: pd.DataFrame) -> pd.DataFrame:
+    """A cell's final trial runs on final seeds: seeds below FINAL_SEED_BASE (final runs
+    from before final seeds were kept apart from the search's) are left out."""
     if finals.empty or "params.seed" not in finals:
-        return outcomes
-    finals = finals[_tag(finals, "arnn.kind") == "trial"]
-    for seed, status in zip(finals["params.seed"], _tag(finals, "arnn.status"), strict=True):
-        if int(seed) >= scoring.FINAL_SEED_BASE:
-            outcomes.setdefault(int(seed), []).append(str(status))
+        return finals.iloc[0:0]
+    trials = finals[(_tag(finals, "arnn.kind") == "trial") & finals["params.seed"].notna()]
+    return trials[trials["params.seed"].astype(int) >= scoring.FINAL_SEED_BASE]
+
+
+def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
+    """Each final seed's outcomes (arnn.status), for arnn.scoring.count_seeds."""
+    outcomes: dict[int, list[str]] = {}
+    trials = _final_trials(finals)
+    for seed, status in zip(trials["params.seed"], _tag(trials, "arnn.status"), strict=True):
+        outcomes.setdefault(int(seed), []).append(str(status))
     return outcomes
 
 
@@ -168,11 +170,9 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
     by_seed = final_outcomes_by_seed(chosen)
     count = scoring.count_seeds(by_seed, _asked_seeds(chosen, by_seed))
     cell.asked, cell.diverged = count.asked, count.diverged
-    trials = chosen[(_tag(chosen, "arnn.kind") == "trial") & chosen["params.seed"].notna()]
+    trials = _final_trials(chosen)
     finished = trials[
-        (trials["status"] == "FINISHED")
-        & (_tag(trials, "arnn.status") == scoring.FINISHED)
-        & (trials["params.seed"].astype(int) >= scoring.FINAL_SEED_BASE)
+        (trials["status"] == "FINISHED") & (_tag(trials, "arnn.status") == scoring.FINISHED)
     ]
     finished = finished.sort_values("start_time").drop_duplicates("params.seed", keep="last")
     accuracies = 100 * finished.get("metrics.test_accuracy", pd.Series(dtype=float)).dropna()

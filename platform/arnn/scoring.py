@@ -30,9 +30,6 @@ NEVER_STARTED = "never started"
 # has no run, and is only counted.
 OUTCOMES = (FINISHED, PRUNED, INTERRUPTED, DIVERGED, FAILED)
 COUNTED = (*OUTCOMES, NEVER_STARTED)
-# What a final run's seed counts as: a diverged seed is a result (that configuration
-# diverges with it); a failed or interrupted one is not, and is run again.
-SEED_DONE = (FINISHED, DIVERGED)
 
 Mode = Literal["max", "min"]
 # Final runs use seeds FINAL_SEED_BASE, FINAL_SEED_BASE + 1, ...: never a search trial's

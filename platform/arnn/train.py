@@ -295,12 +295,6 @@ def read_checkpoint(directory: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def checkpoint_epoch(directory: Path) -> int:
-    """The last completed epoch saved in `directory` (0 when it holds no checkpoint)."""
-    checkpoint = read_checkpoint(directory)
-    return 0 if checkpoint is None else checkpoint["epoch"]
-
-
 def _comparable(config: TrainConfig | dict) -> dict:
     values = config.model_dump(mode="json") if isinstance(config, TrainConfig) else config
     return {k: v for k, v in values.items() if k not in _RESUMABLE_ACROSS}

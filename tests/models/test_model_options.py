@@ -4,12 +4,11 @@ spec's keys, refused in one line when the model lacks them, logged as model.KEY.
 from __future__ import annotations
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from arnn.config import TrainConfig
 from arnn.errors import UsageError
 from arnn.sweep.spec import parse_spec
-from tests.conftest import run_arnn
+from tests.conftest import only_run, run_arnn
 
 ADDING = ["--task", "adding", "--task-option", "length=6", "--task-option", "train_size=128"]
 
@@ -97,8 +96,7 @@ def test_a_run_logs_exactly_its_models_options(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("arnn").experiment_id])
+    _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model_params = {k: v for k, v in run.data.params.items() if k.startswith("model.")}
     assert model_params == {
         "model.dt": "0.05",

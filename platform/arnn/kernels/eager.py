@@ -24,6 +24,16 @@ import torch
 from torch.autograd.function import once_differentiable
 
 
+def refuse_second_backward(saved, name: str) -> None:
+    """The hand-written backwards overwrite their saved activations as they go, so each
+    runs once: `saved` is what the first one set to None."""
+    if saved is None:
+        raise RuntimeError(
+            f"{name}'s backward overwrites its saved activations and runs once; "
+            "do not backward through it twice (retain_graph)"
+        )
+
+
 class RecurrenceScan(torch.autograd.Function):
     """out = RecurrenceScan.apply(x [B,T,m], weight [kH,m], bias [kH], a_t = A^T [H,H],
     h0 [B,H], eps, gated, keep)
@@ -60,11 +70,7 @@ class RecurrenceScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        if ctx.work is None:
-            raise RuntimeError(
-                "RecurrenceScan's backward overwrites its saved activations and runs once; "
-                "do not backward through it twice (retain_graph)"
-            )
+        refuse_second_backward(ctx.work, "RecurrenceScan")
         a_t, weight, x_rows = ctx.saved_tensors
         work, states, eps, gated = ctx.work, ctx.states, ctx.eps, ctx.gated
         ctx.work = ctx.states = None

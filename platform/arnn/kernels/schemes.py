@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from arnn.kernels.eager import refuse_second_backward
+
 SCHEMES = ("euler", "midpoint", "rk4", "leapfrog")
 ACTIVATIONS = ("tanh", "identity")
 
@@ -75,11 +77,7 @@ def scheme_scan(x, input_layer, a_t, h0, eps, gated, keep, scheme, activation="t
 
 def _take_buffers(ctx) -> tuple:
     """The activations a backward overwrites as it goes, handed over once."""
-    if ctx.buffers is None:
-        raise RuntimeError(
-            "scheme_scan's backward overwrites its saved activations and runs once; "
-            "do not backward through it twice (retain_graph)"
-        )
+    refuse_second_backward(ctx.buffers, "scheme_scan")
     buffers, ctx.buffers = ctx.buffers, None
     return buffers
 

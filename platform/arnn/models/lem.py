@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from arnn.kernels.eager import refuse_second_backward
 from arnn.models._layers import LoopEncoder, SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -91,11 +92,7 @@ class LEMScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        if ctx.work is None:
-            raise RuntimeError(
-                "LEMScan's backward overwrites its saved activations and runs once; "
-                "do not backward through it twice (retain_graph)"
-            )
+        refuse_second_backward(ctx.work, "LEMScan")
         x_rows, v, w3, wy = ctx.saved_tensors
         work, ys, zs, dt = ctx.work, ctx.ys, ctx.zs, ctx.dt
         if LEMScan.retain_activations:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from arnn.kernels.eager import refuse_second_backward
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -106,11 +107,7 @@ class LipschitzScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        if ctx.work is None:
-            raise RuntimeError(
-                "LipschitzScan's backward overwrites its saved activations and runs once; "
-                "do not backward through it twice (retain_graph)"
-            )
+        refuse_second_backward(ctx.work, "LipschitzScan")
         e, x_rows, m1, m2 = ctx.saved_tensors
         work, first, states, mids = ctx.work, ctx.first, ctx.states, ctx.mids
         if ctx.retain:

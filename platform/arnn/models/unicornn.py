@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from arnn.kernels.eager import refuse_second_backward
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -100,11 +101,7 @@ class UnICORNNScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        if ctx.work is None:
-            raise RuntimeError(
-                "UnICORNNScan's backward overwrites its saved activations and runs once; "
-                "do not backward through it twice (retain_graph)"
-            )
+        refuse_second_backward(ctx.work, "UnICORNNScan")
         u_rows, v, w, c = ctx.saved_tensors
         work, ys, zs, dt, alpha, mask = ctx.work, ctx.ys, ctx.zs, ctx.dt, ctx.alpha, ctx.mask
         if UnICORNNScan.retain_activations:
