@@ -141,6 +141,8 @@ def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
     """Each final seed's outcomes (arnn.status), for arnn.scoring.count_seeds."""
     outcomes: dict[int, list[str]] = {}
     trials = _final_trials(finals)
+    if trials.empty:  # an empty store's frame has no columns at all
+        return outcomes
     for seed, status in zip(trials["params.seed"], _tag(trials, "arnn.status"), strict=True):
         outcomes.setdefault(int(seed), []).append(str(status))
     return outcomes
@@ -171,6 +173,20 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
     count = scoring.count_seeds(by_seed, _asked_seeds(chosen, by_seed))
     cell.asked, cell.diverged = count.asked, count.diverged
     trials = _final_trials(chosen)
+    if not trials.empty:
+        _fill_mean(cell, trials)
+    same_budget = mine[_tag(mine, "arnn.budget") == cell.budget]
+    searched = same_budget[
+        (_tag(same_budget, "arnn.stage") == "search") & (_tag(same_budget, "arnn.kind") == "trial")
+    ]
+    cell.searched = len(searched)
+    if "metrics.train_seconds" in same_budget:
+        cell.seconds = float(same_budget["metrics.train_seconds"].fillna(0).sum())
+
+
+def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
+    """Mean ± std of the test accuracy over the seeds that finished (a seed run again
+    after a failure counts its latest finished run)."""
     finished = trials[
         (trials["status"] == "FINISHED") & (_tag(trials, "arnn.status") == scoring.FINISHED)
     ]
@@ -182,13 +198,6 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
         cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
         cell.units = str(_tag(finished, "arnn.units").iloc[0])
         cell.parameters = str(_tag(finished, "arnn.parameters").iloc[0])
-    same_budget = mine[_tag(mine, "arnn.budget") == cell.budget]
-    searched = same_budget[
-        (_tag(same_budget, "arnn.stage") == "search") & (_tag(same_budget, "arnn.kind") == "trial")
-    ]
-    cell.searched = len(searched)
-    if "metrics.train_seconds" in same_budget:
-        cell.seconds = float(same_budget["metrics.train_seconds"].fillna(0).sum())
 
 
 def _pct(value: float | None) -> str:

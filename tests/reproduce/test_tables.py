@@ -249,3 +249,12 @@ def test_run_on_a_cluster_refuses_a_tracking_file_on_this_machine(tmp_path):
     assert done.stderr.startswith("run.py: error: --tracking-uri: sqlite:///")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_empty_store_has_no_final_seeds():
+    """runs_frame gives a frame without columns for an empty store: run.py's first call."""
+    import pandas as pd
+
+    from arnn.results import final_outcomes_by_seed
+
+    assert final_outcomes_by_seed(pd.DataFrame()) == {}
