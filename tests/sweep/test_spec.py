@@ -10,6 +10,7 @@ from arnn.cli import main
 from arnn.errors import UsageError
 from arnn.sweep.space import DefineByRun, make_sampler, num_trials
 from arnn.sweep.spec import load_spec, parse_spec
+from arnn.sweep.tune import SweepSettings, _tune_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").rglob("*.yaml"))
@@ -112,6 +113,48 @@ MALFORMED = [
     (_with(task_options={"noise": "pink"}), "task_options: task adding: unknown option 'noise'"),
     (_param(hidden={"type": "int", "low": 4, "high": 8}), "fixed.hidden: also in params"),
     (_with(fixed={"iterations": 10}), "scheduler: asha stops trials at epoch milestones"),
+    (
+        _with(points_to_evaluate=[{"gated": False, "lr": 0.01, "eps": 0.1, "dt": 1}]),
+        "points_to_evaluate[0].dt: not in params (gated, lr, eps, sigma_w)",
+    ),
+    (
+        _with(points_to_evaluate=[{"gated": True, "lr": 0.01, "eps": 0.1}]),
+        "points_to_evaluate[0]: gives no value for sigma_w; a point sets every parameter",
+    ),
+    (
+        _with(points_to_evaluate=[{"gated": False, "lr": 0.01, "eps": 0.1, "sigma_w": 1}]),
+        "points_to_evaluate[0].sigma_w: its condition {'gated': True} does not hold",
+    ),
+    (
+        _with(points_to_evaluate=[{"gated": False, "lr": 0.5, "eps": 0.1}]),
+        "points_to_evaluate[0].lr: 0.5 is outside the parameter's range (float from 0.001 to 0.1)",
+    ),
+    (
+        _with(points_to_evaluate=[{"gated": False, "lr": 0.01, "eps": 0.2}]),
+        "points_to_evaluate[0].eps: 0.2 is outside the parameter's range (one of [0.01, 0.1, 1.0])",
+    ),
+    (
+        _with(num_samples=1, points_to_evaluate=[{"gated": False, "lr": 0.01, "eps": 0.1}] * 2),
+        "points_to_evaluate: 2 points but num_samples is 1",
+    ),
+    (
+        _with(
+            sampler={"type": "grid"},
+            params={"eps": {"type": "categorical", "choices": [0.1]}},
+            points_to_evaluate=[{"eps": 0.1}],
+        ),
+        "points_to_evaluate: the grid sampler runs its own points",
+    ),
+    (
+        _with(
+            params={
+                "model": {"type": "categorical", "choices": ["antisymmetric", "lstm"]},
+                "eps": {"type": "float", "low": 0.01, "high": 1.0},
+            },
+            points_to_evaluate=[{"model": "lstm", "eps": 0.1}],
+        ),
+        "points_to_evaluate[0]: model_options: model lstm: unknown option 'eps'",
+    ),
 ]
 
 
@@ -156,6 +199,26 @@ def test_every_shipped_spec_is_valid(path):
     trial = study.ask()
     DefineByRun(spec)(trial)
     spec.trial_config(trial.params)  # what Optuna samples makes a valid configuration
+
+
+def test_the_points_to_evaluate_are_the_first_trials_in_order(tmp_path):
+    points = [
+        {"gated": True, "lr": 0.002, "eps": 1.0, "sigma_w": 0.75},
+        {"gated": False, "lr": 0.05, "eps": 0.01},
+    ]
+    spec = parse_spec(_with(points_to_evaluate=points, num_samples=4))
+    settings = SweepSettings(
+        name="points",
+        spec=spec,
+        tracking_uri="sqlite://",
+        experiment="e",
+        storage_path=str(tmp_path),
+    )
+    search = _tune_config(settings, 4).search_alg  # the OptunaSearch a sweep runs
+    suggested = [search.suggest(f"trial{i}") for i in range(3)]
+    assert suggested[:2] == points
+    assert suggested[2] not in points  # then the sampler's own
+    assert spec.trial_config(suggested[0]).model == "antisymmetric_gated"
 
 
 def test_conditional_parameters_exist_only_when_their_condition_holds():

@@ -23,13 +23,8 @@ class DefineByRun:
     def __call__(self, trial: optuna.Trial) -> None:
         chosen: dict[str, Any] = {}
         for name in self.order:
-            param = self.spec.params[name]
-            conditions = (param.when or {}).items()
-            if all(chosen.get(key, _ABSENT) == value for key, value in conditions):
-                chosen[name] = _suggest(trial, name, param)
-
-
-_ABSENT = object()
+            if self.spec.is_active(name, chosen):
+                chosen[name] = _suggest(trial, name, self.spec.params[name])
 
 
 def _suggest(trial: optuna.Trial, name: str, param) -> Any:

@@ -95,6 +95,9 @@ class Spec(_Strict):
     model: str
     fixed: dict[str, Any] = pydantic.Field(default_factory=dict)
     params: dict[str, Param] = pydantic.Field(default_factory=dict)
+    # Trials evaluated first, in order, before the sampler proposes any: e.g. a model's
+    # published settings. Each gives a value to every parameter its conditions make active.
+    points_to_evaluate: list[dict[str, Scalar]] = pydantic.Field(default_factory=list)
     sampler: Sampler = Sampler()
     scheduler: Annotated[Asha | NoScheduler, pydantic.Field(discriminator="type")] = Asha(
         type="asha"
@@ -117,6 +120,14 @@ class Spec(_Strict):
             for name in ready:
                 del pending[name]
         return order
+
+    def is_active(self, name: str, values: dict[str, Any]) -> bool:
+        """Whether parameter `name` is sampled in a trial where the others took `values`:
+        every value its `when` names was taken."""
+        return all(
+            key in values and values[key] == value
+            for key, value in (self.params[name].when or {}).items()
+        )
 
     @property
     def max_epochs(self) -> int:
@@ -143,10 +154,13 @@ class Spec(_Strict):
 
     def trial_config(self, sampled: dict[str, Any], **placement: Any) -> TrainConfig:
         """The configuration of one trial: the fixed settings plus what Optuna sampled."""
+        return TrainConfig.model_validate(self.trial_values(sampled, **placement))
+
+    def trial_values(self, sampled: dict[str, Any], **placement: Any) -> dict[str, Any]:
         values = {**self._fixed_values(), **sampled, **placement}
         if values.pop("gated", False):
             values["model"] = model_entry(values["model"]).gated_variant
-        return TrainConfig.model_validate(values)
+        return values
 
 
 def param_values(param) -> list[Scalar]:
@@ -275,6 +289,8 @@ def _cross_checks(spec: Spec) -> list[str]:
                     problems.append(f"{where}.{label}: {message}")
 
     problems.extend(_sweep_problems(spec))
+    if not problems:
+        problems.extend(_point_problems(spec))
     return problems
 
 
@@ -288,6 +304,64 @@ def _model_option_names(spec: Spec) -> set[str]:
         if name in list_models() and model_entry(name).options is not None:
             names |= set(model_entry(name).options.model_fields)
     return names
+
+
+def _point_problems(spec: Spec) -> list[str]:
+    """Each point to evaluate sets exactly the active parameters, inside their ranges, and
+    makes a valid configuration with the fixed settings."""
+    problems: list[str] = []
+    if spec.points_to_evaluate and spec.sampler.type == "grid":
+        return ["points_to_evaluate: the grid sampler runs its own points; use tpe or random"]
+    if len(spec.points_to_evaluate) > spec.num_samples:
+        problems.append(
+            f"points_to_evaluate: {len(spec.points_to_evaluate)} points but num_samples is "
+            f"{spec.num_samples}; every point is a trial"
+        )
+    for i, point in enumerate(spec.points_to_evaluate):
+        where = f"points_to_evaluate[{i}]"
+        active = [name for name in spec.param_order() if spec.is_active(name, point)]
+        for name in point:
+            if name not in spec.params:
+                problems.append(f"{where}.{name}: not in params ({', '.join(spec.params)})")
+            elif name not in active:
+                problems.append(
+                    f"{where}.{name}: its condition {spec.params[name].when} does not hold"
+                )
+        for name in active:
+            if name not in point:
+                problems.append(f"{where}: gives no value for {name}; a point sets every parameter")
+            elif not _inside(spec.params[name], point[name]):
+                problems.append(
+                    f"{where}.{name}: {point[name]!r} is outside the parameter's range "
+                    f"({_range_text(spec.params[name])})"
+                )
+        if problems:
+            continue
+        values = spec.trial_values(point)
+        problems.extend(
+            f"{where}: {field}: {message}" for field, message in config_problems(values)
+        )
+    return problems
+
+
+def _inside(param, value: Any) -> bool:
+    if isinstance(param, CategoricalParam):
+        return value in param.choices
+    if isinstance(param, BoolParam):
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(param, IntParam) and not isinstance(value, int):
+        return False
+    return param.low <= value <= param.high
+
+
+def _range_text(param) -> str:
+    if isinstance(param, CategoricalParam):
+        return f"one of {param.choices}"
+    if isinstance(param, BoolParam):
+        return "true or false"
+    return f"{param.type} from {param.low} to {param.high}"
 
 
 def _range_problems(where: str, param) -> list[str]:

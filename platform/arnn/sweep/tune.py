@@ -344,6 +344,7 @@ def _tune_config(settings: SweepSettings, total: int) -> tune.TuneConfig:
         metric=spec.metric,
         mode=spec.mode,
         sampler=make_sampler(spec),
+        points_to_evaluate=[dict(point) for point in spec.points_to_evaluate] or None,
         study_name=settings.name,
     )
     if isinstance(spec.scheduler, Asha):
