@@ -65,19 +65,19 @@ def main(argv: list[str] | None = None) -> int:
 def _analyse_run(uri: str, run_id: str, args):
     config, state = load_trained(uri, run_id)
     if args.data_dir:
-        config = config.model_copy(update={"data_dir": Path(args.data_dir)})
-    task = create_task(config.task, config.task_options)
+        config = config.replace(data_dir=Path(args.data_dir))
+    task = create_task(config.task.name, config.task.options)
     model = build_model(config, task)
     model.load_state_dict(state)
-    test = load_data(config.model_copy(update={"subset": args.sequences}), task).test
+    test = load_data(config.replace(subset=args.sequences), task).test
     stored, targets = next(batches(test, args.sequences))
     inputs = task.to_inputs(stored, torch.Generator().manual_seed(0))
     dynamics = analyse(model, task, inputs, targets, jacobians=args.jacobians)
 
     options = " ".join(
-        f"{k}={v:g}" for k, v in config.model_options.items() if k in ("eps", "gamma")
+        f"{k}={v:g}" for k, v in config.model.options.items() if k in ("eps", "gamma")
     )
-    label = f"{config.model} {options} ({run_id[:8]})"
+    label = f"{config.model.name} {options} ({run_id[:8]})"
     run = TrackedRun(connect(uri), run_id)
     run.log_metrics(dynamics.summary())
     run.log_series("dynamics_grad_norm", dynamics.gradient_norms.tolist())

@@ -1,7 +1,9 @@
-"""Fill one of the paper's tables: a search sweep per trainable cell (the row's spec from
-search_spaces/paper/), the best trial by validation accuracy, then --seeds final runs.
+"""Fill one of the published tables: a search sweep per trainable cell (the row's spec from
+search_spaces/paper/, or search_spaces/successors/ for Table 3), the best trial by
+validation accuracy, then --seeds final runs.
 
     python reproduce/run.py --table 1 --budget smoke     # minutes on a laptop CPU
+    python reproduce/run.py --table 3 --budget smoke     # the successors, one protocol
     python reproduce/run.py --table 2 --budget paper --address auto \\
         --storage-path s3://BUCKET/arnn/ray --tracking-uri http://HEAD:5000
 
@@ -26,12 +28,12 @@ from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE / "published.yaml"
-SPECS = HERE.parent / "search_spaces" / "paper"
+SEARCH_SPACES = HERE.parent / "search_spaces"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=int, choices=(1, 2), required=True)
+    parser.add_argument("--table", type=int, choices=(1, 2, 3), required=True)
     parser.add_argument("--budget", choices=list(BUDGETS), default="smoke")
     parser.add_argument("--seeds", type=int, default=3, help="final runs per cell (default 3)")
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     outcome = run_cell(
                         cell,
-                        spec_dir=SPECS,
+                        spec_dir=SEARCH_SPACES / table.specs,
                         budget=BUDGETS[args.budget],
                         seeds=args.seeds,
                         gpus=gpus,

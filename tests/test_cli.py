@@ -46,8 +46,11 @@ def test_train_logs_one_complete_run_to_the_sqlite_default(mnist_root, tmp_path)
     assert last.startswith("test accuracy ")
     client, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.run_id in last and run.info.status == "FINISHED"
-    assert run.data.params["lr"] == "0.05" and run.data.params["hidden"] == "8"
-    assert run.data.params["model"] == "antisymmetric" and run.data.params["model.eps"] == "0.01"
+    params = run.data.params
+    assert params["optim.lr"] == "0.05" and params["model.hidden"] == "8"
+    assert params["model.name"] == "antisymmetric" and params["model.eps"] == "0.01"
+    assert params["task.name"] == "mnist" and params["runtime.kernel"] == "auto"
+    assert params["schedule.length_unit"] == "epochs" and params["seed"] == "0"
     tags = run.data.tags
     assert tags["arnn.task"] == "mnist" and tags["arnn.units"] == "8"
     assert tags["arnn.parameters"] == str(8 * 7 // 2 + 16 + 90)
@@ -216,10 +219,10 @@ def test_a_run_logs_only_its_models_settings_and_every_task_option(tmp_path):
     assert done.returncode == 0, done.stderr
     _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = run.data.params
-    assert not {"eps", "gamma", "kernel", "model.eps", "model.gamma"} & set(params), params
+    assert not {"model.eps", "model.gamma", "runtime.kernel"} & set(params), params
     assert params["model.sigma_w"] == "1.0"
-    assert params["task_options.length"] == "6" and params["task_options.train_size"] == "128"
-    assert params["task_options.test_size"] == "2000"  # the default, filled in
+    assert params["task.length"] == "6" and params["task.train_size"] == "128"
+    assert params["task.test_size"] == "2000"  # the default, filled in
     options = json.loads(run.data.tags["arnn.task_options"])
     assert options == {"length": 6, "train_size": 128, "test_size": 2000, "data_seed": 0}
 
@@ -232,7 +235,7 @@ def test_pmnist_records_its_permutation_seed(mnist_root, tmp_path):
     _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     from arnn.tasks.images import PMNIST_SEED
 
-    assert run.data.params["task_options.perm_seed"] == str(PMNIST_SEED)
+    assert run.data.params["task.perm_seed"] == str(PMNIST_SEED)
     assert json.loads(run.data.tags["arnn.task_options"]) == {"perm_seed": PMNIST_SEED}
 
 

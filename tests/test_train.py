@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arnn.config import TrainConfig
+from arnn.config import OptimSection, TrainConfig
 from arnn.errors import UsageError
 from arnn.train import CHECKPOINT_FILE, train
 
@@ -170,4 +170,4 @@ def test_the_optimiser_table_is_what_the_configuration_allows():
 
     from arnn.train import OPTIMIZERS
 
-    assert set(OPTIMIZERS) == set(get_args(TrainConfig.model_fields["optimizer"].annotation))
+    assert set(OPTIMIZERS) == set(get_args(OptimSection.model_fields["name"].annotation))

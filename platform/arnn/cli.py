@@ -114,7 +114,7 @@ def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, named by `flag_label`, described by the field; and
     the short forms of the model options that many models share (--eps, ...)."""
-    from arnn.config import MODEL_SHORT_FORMS, TrainConfig, flag_label
+    from arnn.config import FLAT_FIELDS, MODEL_SHORT_FORMS, SECTIONS, TrainConfig, flag_label
 
     for name in MODEL_SHORT_FORMS:
         parser.add_argument(
@@ -125,41 +125,49 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             help=f"short for --model-option {name}=VALUE (arnn models lists the defaults)",
         )
 
-    for name, field in TrainConfig.model_fields.items():
-        flag = flag_label(name)
-        if name in ("task_options", "model_options"):
-            parser.add_argument(
-                flag,
-                dest=name,
-                action="append",
-                metavar="KEY=VALUE",
-                default=argparse.SUPPRESS,
-                help=field.description,
-            )
-        elif name == "download":
-            parser.add_argument(
-                flag,
-                dest=name,
-                action="store_const",
-                const=False,
-                default=argparse.SUPPRESS,
-                help="never download missing data",
-            )
-        else:
-            default = "" if field.default is None else f" (default: {field.default})"
-            parser.add_argument(
-                flag,
-                dest=name,
-                default=argparse.SUPPRESS,
-                metavar=name.upper(),
-                help=f"{field.description}{default}",
-            )
+    for name, (section, field_name) in FLAT_FIELDS.items():
+        field = SECTIONS[section].model_fields[field_name]
+        _add_config_flag(parser, name, field)
+    _add_config_flag(parser, "seed", TrainConfig.model_fields["seed"])
+
+
+def _add_config_flag(parser: argparse.ArgumentParser, name: str, field) -> None:
+    from arnn.config import flag_label
+
+    flag = flag_label(name)
+    if name in ("task_options", "model_options"):
+        parser.add_argument(
+            flag,
+            dest=name,
+            action="append",
+            metavar="KEY=VALUE",
+            default=argparse.SUPPRESS,
+            help=field.description,
+        )
+    elif name == "download":
+        parser.add_argument(
+            flag,
+            dest=name,
+            action="store_const",
+            const=False,
+            default=argparse.SUPPRESS,
+            help="never download missing data",
+        )
+    else:
+        default = "" if field.default is None else f" (default: {field.default})"
+        parser.add_argument(
+            flag,
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"{field.description}{default}",
+        )
 
 
 def _config_from_args(args: argparse.Namespace):
-    from arnn.config import MODEL_SHORT_FORMS, TrainConfig, flag_label
+    from arnn.config import FLAT_FIELDS, MODEL_SHORT_FORMS, TrainConfig, flag_label
 
-    settings = set(TrainConfig.model_fields) | set(MODEL_SHORT_FORMS)
+    settings = {*FLAT_FIELDS, "seed", *MODEL_SHORT_FORMS}
     values = {k: v for k, v in vars(args).items() if k in settings}
     for name in ("task_options", "model_options"):
         if name in values:
@@ -194,9 +202,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from arnn.train import build_model, kernel_path, load_data, resolve_device
 
     config = _config_from_args(args)
-    device = resolve_device(config.device)
+    device = resolve_device(config.runtime.device)
     kernel = kernel_path(config, device)  # refuses a fused kernel where it cannot run
-    task = create_task(config.task, config.task_options)
+    task = create_task(config.task.name, config.task.options)
     data = load_data(config, task)  # missing data ends here, before any MLflow run
     tags = run_tags(config, str(device), kernel)
     tags["arnn.parameters"] = str(count_parameters(build_model(config, task)))
@@ -217,7 +225,7 @@ def _run_train(args: argparse.Namespace) -> int:
             record = {"tracking_uri": tracking_uri, "run_id": run.run_id}
             (checkpoint_dir / RUN_RECORD).write_text(json.dumps(record))
     print(
-        f"{config.model} on {config.task}: {tags['arnn.parameters']} parameters, "
+        f"{config.model.name} on {config.task.name}: {tags['arnn.parameters']} parameters, "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{device} ({kernel}); MLflow run {run.run_id}"
     )
@@ -351,10 +359,10 @@ def _run_models(args: argparse.Namespace) -> int:
         config = TrainConfig.parse(
             {"task": args.task, "model": name, "hidden": args.hidden}, label=flag_label
         )
-        count = count_parameters(build_model(config, create_task(config.task)))
-        paper = PAPER_PARAMETERS.get((name, config.task, config.hidden), "")
+        count = count_parameters(build_model(config, create_task(config.task.name)))
+        paper = PAPER_PARAMETERS.get((name, config.task.name, config.model.hidden), "")
         options = "; ".join(describe_options(model_entry(name).options.model_fields)) or "-"
-        rows.append((name, str(config.hidden), str(count), paper, options))
+        rows.append((name, str(config.model.hidden), str(count), paper, options))
     _print_table(("model", "units", "params", "paper", "options (default, allowed)"), rows)
     return 0
 

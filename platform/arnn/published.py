@@ -31,6 +31,7 @@ class PublishedTable(pydantic.BaseModel):
     id: int
     title: str
     source: str
+    specs: str = "paper"  # search_spaces/<specs>/table<id>_<task>_<model>.yaml per cell
     tasks: dict[str, str]  # task -> column heading
     rows: list[PublishedRow]
 

@@ -101,6 +101,7 @@ def final_spec(search: Spec, sampled: dict, seeds: list[int], budget: Budget) ->
         model=model,
         fixed=fixed,
         params={"seed": {"type": "categorical", "choices": list(seeds)}},
+        points_to_evaluate=[],  # the search's; the final runs are a grid of seeds
         sampler={"type": "grid", "seed": 0},
         scheduler={"type": "none"},
         num_samples=len(seeds),

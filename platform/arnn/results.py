@@ -20,14 +20,21 @@ from arnn.published import PublishedRow, PublishedTable
 SELECTION_RULE = (
     "selection: among the search trials that finished (not pruned, interrupted, diverged or "
     "failed), the "
-    "one whose best epoch scored highest on validation (5,000 training images held out, or "
-    "the subset's share); its configuration trained once per final seed (seeds 1000 and up, "
+    "one whose best epoch scored highest on validation (the split below); its configuration "
+    "trained once per final seed (seeds 1000 and up, "
     "none a search seed); test accuracy of each seed's best-validation weights, mean ± std "
     "over the seeds that finished (n = finished/asked; diverged seeds counted beside it)"
 )
 
 
 FINAL_SEEDS_TAG = "arnn.final_seeds"  # on a final sweep's run: the seeds it was asked for
+# The protocol under a table, as each cell's final runs recorded it in their params.
+PROTOCOL = {
+    "psMNIST permutation seed": "params.task.perm_seed",
+    "noise mode": "params.task.noise",
+    "validation examples held out of the training set": "params.data.val_size",
+    "training subset": "params.data.subset",
+}
 
 
 def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
@@ -78,6 +85,7 @@ class CellResult:
     budget: str | None = None
     searched: int = 0
     seconds: float = 0.0
+    protocol: dict[str, str] = field(default_factory=dict)  # PROTOCOL's labels -> values
 
     @property
     def difference(self) -> float | None:
@@ -198,6 +206,21 @@ def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
         cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
         cell.units = str(_tag(finished, "arnn.units").iloc[0])
         cell.parameters = str(_tag(finished, "arnn.parameters").iloc[0])
+        cell.protocol = _protocol(finished)
+
+
+def _protocol(runs: pd.DataFrame) -> dict[str, str]:
+    """PROTOCOL's values in these runs (a list where they differ); an unset subset is the
+    full data."""
+    found = {}
+    for label, column in PROTOCOL.items():
+        if column not in runs:
+            continue
+        values = sorted({str(v) for v in runs[column].dropna()})
+        values = ["none (all of it)" if v == "" else v for v in values]
+        if values:
+            found[label] = ", ".join(values)
+    return found
 
 
 def _pct(value: float | None) -> str:
@@ -287,6 +310,7 @@ def _footer(table: PublishedTable, rows: list[Row], fill_command: str) -> str:
     )
     seconds = sum(cell.seconds for _, _, cell in cells)
     lines = [f"source: {table.source}", SELECTION_RULE]
+    lines += _protocol_lines([(f"{row.published.model}/{task}", cell) for row, task, cell in cells])
     if searched:
         lines.append(f"trials searched per cell: {searched}")
     lines.append(
@@ -297,6 +321,22 @@ def _footer(table: PublishedTable, rows: list[Row], fill_command: str) -> str:
         lines.append(f"no finished runs yet for: {'; '.join(missing)}")
         lines.append(f"fill them with: {fill_command}")
     return "\n".join(lines) + "\n"
+
+
+def _protocol_lines(cells: list[tuple[str, CellResult]]) -> list[str]:
+    """'noise mode: fixed' where every cell with runs agrees, else each value with its cells."""
+    lines = []
+    for label in PROTOCOL:
+        where: dict[str, list[str]] = {}
+        for name, cell in cells:
+            if label in cell.protocol:
+                where.setdefault(cell.protocol[label], []).append(name)
+        if len(where) == 1:
+            lines.append(f"{label}: {next(iter(where))}")
+        elif where:
+            parts = "; ".join(f"{value} ({', '.join(names)})" for value, names in where.items())
+            lines.append(f"{label}: {parts}")
+    return lines
 
 
 def plot(table: PublishedTable, rows: list[Row], path: Path) -> None:

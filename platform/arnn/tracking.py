@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from arnn.config import TrainConfig
+from arnn.config import TrainConfig, dotted
 from arnn.errors import UsageError
 from arnn.models import model_entry
 from arnn.provenance import merged_history, provenance_tags
@@ -40,17 +40,13 @@ LOCAL_SCHEMES = ("sqlite:", "file:")
 
 
 def config_params(config: TrainConfig) -> dict[str, str]:
-    """Every hyperparameter the run's model and task use, as flat string params: a model's
-    own options as model.KEY (an LSTM logs no eps) and the task's as task_options.KEY,
-    defaults filled in; `kernel` only for the models whose recurrence it chooses."""
-    values = config.model_dump(mode="json")
-    unused = {"task_options", "model_options"}
-    if not model_entry(config.model).takes_kernel:
-        unused.add("kernel")
-    params = {k: v for k, v in values.items() if k not in unused}
-    params.update({f"model.{k}": v for k, v in config.model_options.items()})
-    params.update({f"task_options.{k}": v for k, v in config.task_options.items()})
-    params["length_unit"], params["length"] = config.length
+    """Every setting of the run as flat string params, by section (`optim.lr`): a model's
+    own options as model.KEY (an LSTM logs no model.eps) and the task's as task.KEY,
+    defaults filled in; `runtime.kernel` only for the models whose recurrence it chooses."""
+    params = dotted(config.model_dump(mode="json"))
+    if not model_entry(config.model.name).takes_kernel:
+        del params["runtime.kernel"]
+    params["schedule.length_unit"], params["schedule.length"] = config.length
     return {k: "" if v is None else str(v) for k, v in params.items()}
 
 
@@ -240,10 +236,10 @@ def run_tags(config: TrainConfig, device: str, kernel: str) -> dict[str, str]:
     """What a training run is, beside its params: `kernel` is the path the recurrence takes
     (eager or fused, as arnn.kernels.resolve_kernel decided)."""
     return {
-        "arnn.task": config.task,
-        "arnn.task_options": json.dumps(config.task_options, sort_keys=True),
-        "arnn.model": config.model,
-        "arnn.units": str(config.hidden),
+        "arnn.task": config.task.name,
+        "arnn.task_options": json.dumps(config.task.options, sort_keys=True),
+        "arnn.model": config.model.name,
+        "arnn.units": str(config.model.hidden),
         "arnn.device": device,
         "arnn.kernel": kernel,
         "arnn.seed": str(config.seed),

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pydantic
 import torch
 
-from arnn.config import TrainConfig
+from arnn.config import TrainConfig, dotted
 from arnn.data import Data, batches, num_batches, prepare_data, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.kernels import check_kernel, resolve_kernel
@@ -28,8 +29,6 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # Noise-padded tasks draw evaluation noise from fixed seeds, so that every run and every
 # epoch is scored on the same validation and test sequences.
 VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_003, 2_000_003
-# Settings that change where a run computes, not what: a checkpoint may be resumed across them.
-_RESUMABLE_ACROSS = {"data_dir", "download", "device", "kernel", "epochs", "iterations"}
 Status = Literal["finished", "diverged"]
 
 
@@ -84,32 +83,32 @@ def resolve_device(name: str) -> torch.device:
 def kernel_path(config: TrainConfig, device: torch.device) -> str:
     """eager or fused: the path this run's recurrence takes on `device` (models without
     our recurrence run PyTorch's own layers: eager)."""
-    if not model_entry(config.model).takes_kernel:
+    if not model_entry(config.model.name).takes_kernel:
         return "eager"
-    if config.model_options.get("scheme", "euler") != "euler":
+    if config.model.options.get("scheme", "euler") != "euler":
         return "eager"  # the fused kernels integrate with forward Euler only
-    return resolve_kernel(config.kernel, device, config.hidden)
+    return resolve_kernel(config.runtime.kernel, device, config.model.hidden)
 
 
 def build_model(config: TrainConfig, task: Task, kernel: str | None = None) -> torch.nn.Module:
     return create_model(
-        config.model,
+        config.model.name,
         input_size=task.input_size,
         output_size=task.output_size,
-        hidden=config.hidden,
-        kernel=kernel or config.kernel,
-        model_options=config.model_options,
+        hidden=config.model.hidden,
+        kernel=kernel or config.runtime.kernel,
+        model_options=config.model.options,
     )
 
 
 def load_data(config: TrainConfig, task: Task) -> Data:
     return prepare_data(
         task,
-        data_dir=resolve_data_dir(config.data_dir),
-        download=config.download,
-        val_size=config.val_size,
-        split_seed=config.split_seed,
-        subset=config.subset,
+        data_dir=resolve_data_dir(config.runtime.data_dir),
+        download=config.runtime.download,
+        val_size=config.data.val_size,
+        split_seed=config.data.split_seed,
+        subset=config.data.subset,
     )
 
 
@@ -128,25 +127,26 @@ def train(
 
     A run diverges when its loss, its gradient norm or (at an epoch's end) its parameters
     are not finite; it then ends before that epoch is evaluated, checkpointed or reported."""
-    device = resolve_device(config.device)
-    check_kernel(config.kernel, device)
+    device = resolve_device(config.runtime.device)
+    check_kernel(config.runtime.kernel, device)
     kernel = kernel_path(config, device)
-    task = create_task(config.task, config.task_options)
+    task = create_task(config.task.name, config.task.options)
     data = data or load_data(config, task)
     train_split, val_split, test_split = (s.to(device) for s in (data.train, data.val, data.test))
 
     torch.manual_seed(config.seed)
     model = build_model(config, task, kernel).to(device)
     optimizer = _optimizer(config, model)
+    schedule, batch_size = config.schedule, config.data.batch_size
     scheduler = (
-        torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
-        if config.lr_decay_every
+        torch.optim.lr_scheduler.StepLR(optimizer, schedule.lr_decay_every, schedule.lr_decay)
+        if schedule.lr_decay_every
         else None
     )
     shuffle = torch.Generator(device).manual_seed(config.seed)
     noise = torch.Generator(device).manual_seed(config.seed + 1)
 
-    per_epoch = num_batches(train_split, config.batch_size)
+    per_epoch = num_batches(train_split, batch_size)
     unit, length = config.length
     total_epochs = length if unit == "epochs" else math.ceil(length / per_epoch)
     max_steps = length if unit == "iterations" else total_epochs * per_epoch
@@ -165,7 +165,7 @@ def train(
         model.train()
         loss_sum, correct, scored, seen = 0.0, 0.0, 0, 0
         for inputs, targets in progress(
-            batches(train_split, config.batch_size, shuffle), per_epoch, f"epoch {epoch}"
+            batches(train_split, batch_size, shuffle), per_epoch, f"epoch {epoch}"
         ):
             if run.step >= max_steps:
                 break
@@ -176,7 +176,7 @@ def train(
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip or math.inf)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.clip or math.inf)
             if not torch.isfinite(norm):
                 status = "diverged"
                 diverged_at = f"non-finite gradient norm at step {run.step + 1}"
@@ -195,7 +195,7 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
-        val_loss, val_accuracy = evaluate(model, task, val_split, config.batch_size, VAL_NOISE_SEED)
+        val_loss, val_accuracy = evaluate(model, task, val_split, batch_size, VAL_NOISE_SEED)
         metrics = EpochMetrics(
             epoch=epoch,
             step=run.step,
@@ -232,7 +232,7 @@ def train(
     if score_test and run.best_state is not None:
         model.load_state_dict(run.best_state)
         result.test_loss, result.test_accuracy = evaluate(
-            model, task, test_split, config.batch_size, TEST_NOISE_SEED
+            model, task, test_split, batch_size, TEST_NOISE_SEED
         )
     return result
 
@@ -257,7 +257,8 @@ def _finite_parameters(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-# The optimisers a configuration may name, with the settings each takes from it: an
+# The optimisers a configuration may name, with the settings each takes from its optim
+# section: an
 # unknown name is a KeyError here (TrainConfig refuses it first), never a default.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": lambda params, c: torch.optim.SGD(
@@ -272,7 +273,7 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    return OPTIMIZERS[config.optimizer](model.parameters(), config)
+    return OPTIMIZERS[config.optim.name](model.parameters(), config.optim)
 
 
 @dataclass
@@ -293,11 +294,6 @@ def read_checkpoint(directory: Path) -> dict | None:
     if not path.exists():
         return None
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _comparable(config: TrainConfig | dict) -> dict:
-    values = config.model_dump(mode="json") if isinstance(config, TrainConfig) else config
-    return {k: v for k, v in values.items() if k not in _RESUMABLE_ACROSS}
 
 
 def _save_checkpoint(directory, config, run, model, optimizer, scheduler, shuffle, noise):
@@ -325,16 +321,26 @@ def _save_checkpoint(directory, config, run, model, optimizer, scheduler, shuffl
     os.replace(partial, directory / CHECKPOINT_FILE)  # never a half-written checkpoint
 
 
+def _identity_differences(saved: dict, config: TrainConfig) -> str:
+    """'optim.lr 0.05 (now 0.2), ...': where a checkpoint's settings differ from `config` in
+    what a resumed run must keep (TrainConfig.identity); '' when they agree."""
+    try:
+        before = dotted(TrainConfig.model_validate(saved).identity())
+    except pydantic.ValidationError:
+        return "settings this version cannot read"
+    now = dotted(config.identity())
+    return ", ".join(
+        f"{key} {before.get(key)!r} (now {now.get(key)!r})"
+        for key in sorted(set(before) | set(now))
+        if before.get(key) != now.get(key)
+    )
+
+
 def _load_checkpoint(directory, config, model, optimizer, scheduler, shuffle, noise) -> _RunState:
     path = directory / CHECKPOINT_FILE
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    saved, wanted = _comparable(checkpoint["config"]), _comparable(config)
-    if saved != wanted:
-        differences = ", ".join(
-            f"{key} {saved.get(key)!r} (now {wanted.get(key)!r})"
-            for key in sorted(set(saved) | set(wanted))
-            if saved.get(key) != wanted.get(key)
-        )
+    differences = _identity_differences(checkpoint["config"], config)
+    if differences:
         raise UsageError(f"--checkpoint-dir: {path} was made with other settings: {differences}")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])

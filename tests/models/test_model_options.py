@@ -38,12 +38,12 @@ def test_arnn_models_prints_every_models_exact_count_and_options(tmp_path):
 
 def test_a_models_options_come_typed_with_their_defaults_from_any_spelling():
     config = TrainConfig.parse({"model": "cornn", "dt": "0.05", "model_options": {"imex": "true"}})
-    assert config.model_options == {"dt": 0.05, "gamma": 2.7, "eps": 4.7, "imex": True}
+    assert config.model.options == {"dt": 0.05, "gamma": 2.7, "eps": 4.7, "imex": True}
     # eps is coRNN's own damping, not the antisymmetric step size
-    assert TrainConfig.parse({"model": "cornn", "eps": 8.0}).model_options["eps"] == 8.0
-    antisymmetric = TrainConfig.parse({"model": "antisymmetric", "eps": 0.5}).model_options
+    assert TrainConfig.parse({"model": "cornn", "eps": 8.0}).model.options["eps"] == 8.0
+    antisymmetric = TrainConfig.parse({"model": "antisymmetric", "eps": 0.5}).model.options
     assert antisymmetric == {"eps": 0.5, "gamma": 0.01, "sigma_w": 1.0, "scheme": "euler"}
-    assert TrainConfig.parse({"model": "lstm"}).model_options == {"sigma_w": 1.0}
+    assert TrainConfig.parse({"model": "lstm"}).model.options == {"sigma_w": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -99,12 +99,14 @@ def test_a_run_logs_exactly_its_models_options(tmp_path):
     _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model_params = {k: v for k, v in run.data.params.items() if k.startswith("model.")}
     assert model_params == {
+        "model.name": "cornn",
+        "model.hidden": "4",
         "model.dt": "0.05",
         "model.gamma": "2.7",
         "model.eps": "4.7",
         "model.imex": "True",
     }
-    assert not {"eps", "gamma", "sigma_w", "kernel"} & set(run.data.params)
+    assert not {"eps", "gamma", "sigma_w", "runtime.kernel"} & set(run.data.params)
     # 2n² + (m+1)n for the cell, n + 1 for the adding task's one output: n = 4, m = 2
     assert run.data.tags["arnn.parameters"] == str(2 * 16 + 3 * 4 + 4 + 1)
 
@@ -123,7 +125,7 @@ def _spec(**params) -> dict:
 def test_a_spec_fixes_and_searches_a_models_options_by_name():
     spec = parse_spec(_spec(scheme={"type": "categorical", "choices": ["euler", "midpoint"]}))
     config = spec.trial_config({"scheme": "midpoint"})
-    assert config.model_options["beta"] == 0.5 and config.model_options["scheme"] == "midpoint"
+    assert config.model.options["beta"] == 0.5 and config.model.options["scheme"] == "midpoint"
     with pytest.raises(UsageError) as raised:
         parse_spec(_spec(init_std={"type": "float", "low": 0.0, "high": 2.0}))
     assert "params.init_std.low: model lipschitz: option 'init_std'" in str(raised.value)
@@ -150,4 +152,4 @@ def test_the_antisymmetric_models_integrate_with_the_scheme_asked(scheme):
     )
     torch.testing.assert_close(encoder(x), expected, rtol=0, atol=0)
     config = TrainConfig.parse({"model": "antisymmetric", "scheme": scheme, "gamma": 0})
-    assert config.model_options["scheme"] == scheme and config.model_options["gamma"] == 0.0
+    assert config.model.options["scheme"] == scheme and config.model.options["gamma"] == 0.0

@@ -190,6 +190,47 @@ def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path)
     assert csv.splitlines()[2].startswith("method,MNIST published")
 
 
+def test_the_successors_table_is_trained_under_one_protocol_and_says_which(tmp_path):
+    """Table 3's cells come from search_spaces/successors/: one cell (Lipschitz RNN on
+    psMNIST) at the smoke budget, then the table with that cell filled, the others waiting,
+    and the protocol the runs recorded under it."""
+    data = write_mnist(tmp_path / "data", train=1200, test=300)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = _script(
+        "run.py",
+        *("--table", "3", "--budget", "smoke", "--model", "lipschitz", "--task", "pmnist"),
+        *("--seeds", "1", "--data-dir", str(data), "--tracking-uri", uri),
+        *("--storage-path", str(tmp_path / "ray")),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "table3_pmnist_lipschitz: done with" in done.stdout
+    (search_first, *_) = sorted(  # Tune numbers its trials in the order it asked for them
+        (
+            r
+            for r in _store(uri)
+            if r.data.tags.get("arnn.stage") == "search" and r.data.tags["arnn.kind"] == "trial"
+        ),
+        key=lambda r: r.data.tags["arnn.trial_id"],
+    )
+    # the published settings are the first trial evaluated
+    assert search_first.data.params["optim.lr"] == "0.0035"
+    assert search_first.data.params["model.beta"] == "0.75"
+
+    table = _script("table.py", "--table", "3", "--tracking-uri", uri, "--no-figure", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    text = table.stdout
+    row = next(line for line in text.splitlines() if line.startswith("| Lipschitz RNN"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "99.4" and cells[2] == "no runs yet"
+    assert cells[4] == "96.3" and "(n=1/1, 0 diverged, smoke)" in cells[5]
+    assert "| coRNN (Rusch & Mishra, ICLR 2021) | 99.3 | no runs yet |" in text
+    assert "psMNIST permutation seed: 12008" in text
+    assert "validation examples held out of the training set: 512" in text
+    assert "training subset: 512" in text
+    assert "trials searched per cell: lipschitz/pmnist 2" in text
+
+
 def test_a_diverged_final_seed_is_counted_beside_the_mean_not_in_it():
     """Four final seeds asked: two finished (90% and 80%), one diverged after scoring 10%
     on the test set, one never started; an old final run on a search seed is left out. The

@@ -218,7 +218,7 @@ def test_the_points_to_evaluate_are_the_first_trials_in_order(tmp_path):
     suggested = [search.suggest(f"trial{i}") for i in range(3)]
     assert suggested[:2] == points
     assert suggested[2] not in points  # then the sampler's own
-    assert spec.trial_config(suggested[0]).model == "antisymmetric_gated"
+    assert spec.trial_config(suggested[0]).model.name == "antisymmetric_gated"
 
 
 def test_conditional_parameters_exist_only_when_their_condition_holds():
@@ -233,8 +233,8 @@ def test_conditional_parameters_exist_only_when_their_condition_holds():
     assert all(("sigma_w" in p) == p["gated"] for p in seen)
     assert {p["gated"] for p in seen} == {False, True}
     gated = spec.trial_config({"gated": True, "lr": 0.01, "eps": 0.1, "sigma_w": 1.5})
-    assert gated.model == "antisymmetric_gated" and gated.model_options["sigma_w"] == 1.5
-    assert spec.trial_config({"gated": False, "lr": 0.01, "eps": 0.1}).model == "antisymmetric"
+    assert gated.model.name == "antisymmetric_gated" and gated.model.options["sigma_w"] == 1.5
+    assert spec.trial_config({"gated": False, "lr": 0.01, "eps": 0.1}).model.name == "antisymmetric"
 
 
 def test_the_same_sampler_seed_samples_the_same_trials():

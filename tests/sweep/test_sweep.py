@@ -84,7 +84,7 @@ def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch)
     states = {c.data.tags["arnn.status"] for c in children}
     diverged = [c for c in children if c.data.tags["arnn.status"] == "diverged"]
     assert len(diverged) == 2 and all(c.info.status == "FINISHED" for c in diverged)
-    assert all(c.data.params["lr"] == "1e+20" for c in diverged)
+    assert all(c.data.params["optim.lr"] == "1e+20" for c in diverged)
     for child in children:
         if child.data.tags["arnn.status"] == "pruned":
             assert child.info.status == "KILLED"

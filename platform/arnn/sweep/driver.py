@@ -195,8 +195,8 @@ def _check_data(spec, data_dir: str | None) -> None:
     """On this machine the trials read the data from here: missing data ends the sweep
     before Ray starts (and is downloaded here once, where the network allows)."""
     config = spec.base_config()
-    create_task(config.task, config.task_options).load(
-        resolve_data_dir(data_dir or config.data_dir), download=config.download
+    create_task(config.task.name, config.task.options).load(
+        resolve_data_dir(data_dir or config.runtime.data_dir), download=config.runtime.download
     )
 
 
@@ -289,7 +289,7 @@ def _open_parent(settings: SweepSettings, total: int, previous: TrackedRun | Non
             SPEC_HASH_TAG: spec_hash(spec, total),
             SPEC_TAG: json.dumps(_spec_content(spec, total), sort_keys=True),
             "arnn.task": spec.task,
-            "arnn.task_options": json.dumps(spec.base_config().task_options, sort_keys=True),
+            "arnn.task_options": json.dumps(spec.base_config().task.options, sort_keys=True),
             "arnn.model": spec.model,
             "arnn.status": "running",
             **dict(settings.tags),

@@ -14,14 +14,12 @@ from typing import Annotated, Any, Literal
 import pydantic
 import yaml
 
-from arnn.config import TrainConfig, config_problems
+from arnn.config import FLAT_FIELDS, TrainConfig, config_problems
 from arnn.errors import UsageError
 from arnn.models import list_models, model_entry
 
 Scalar = str | int | float | bool
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
-# Settings a spec may not search or fix: they say where a trial runs, not what it computes.
-PLACEMENT = ("data_dir", "device", "download", "kernel")
 _SPEC_ONLY_PARAMS = ("gated",)  # sampled, but not TrainConfig fields themselves
 
 
@@ -225,8 +223,10 @@ def _describe(item: dict) -> str:
 def _cross_checks(spec: Spec) -> list[str]:
     """Checks across keys; each problem names its key path."""
     problems: list[str] = []
-    settings = set(TrainConfig.model_fields) - {"model_options"}
-    searchable = settings - {"task", "task_options", *PLACEMENT}
+    # Where a trial runs (the runtime section) is `arnn sweep`'s to set, not a spec's.
+    placement = {flat for flat, (section, _) in FLAT_FIELDS.items() if section == "runtime"}
+    settings = {*FLAT_FIELDS, "seed"} - {"model_options"}
+    searchable = settings - {"task", "task_options", *placement}
     searchable |= set(_SPEC_ONLY_PARAMS)
     fixable = settings - {"task", "task_options", "model"}
 
@@ -241,9 +241,9 @@ def _cross_checks(spec: Spec) -> list[str]:
 
     for key in spec.fixed:
         if key not in fixable:
-            allowed = ", ".join(sorted(fixable - set(PLACEMENT)))
+            allowed = ", ".join(sorted(fixable - placement))
             problems.append(f"fixed.{key}: unknown setting (allowed: {allowed})")
-        elif key in PLACEMENT:
+        elif key in placement:
             problems.append(f"fixed.{key}: where trials run is set by `arnn sweep`, not a spec")
         if key in spec.params:
             problems.append(f"fixed.{key}: also in params; a setting is fixed or sampled")

@@ -145,7 +145,7 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
         run.set_tags({"arnn.attempts": attempts + 1})
         run.reopen(provenance=dict(settings.provenance) or None)
         return run
-    device = resolve_device(config.device)
+    device = resolve_device(config.runtime.device)
     return TrackedRun.start(
         tracking_uri=settings.tracking_uri,
         experiment=settings.experiment,
