@@ -209,6 +209,40 @@ def test_unicornn_backward_against_finite_differences(retained, masked, keep):
     assert torch.autograd.gradcheck(run, inputs)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("keep", [False, True])
+def test_unicornn_backward_across_recomputed_segments(retained, monkeypatch, masked, keep):
+    """The backward recomputes the states between the saved ones, segment by segment:
+    several segments, the last one partial."""
+    monkeypatch.setattr(UnICORNNScan, "chunk", 3)
+    torch.manual_seed(1)
+    n, m, batch, steps = 3, 2, 2, 7
+
+    def r(*shape):
+        return torch.randn(*shape, dtype=F64, requires_grad=True)
+
+    mask = torch.tensor([[0.0, 2.0, 2.0], [2.0, 0.0, 2.0]], dtype=F64) if masked else None
+    inputs = (r(steps * batch, m), r(n, m), r(n), r(n), r(n), r(batch, n))
+
+    def run(*t):
+        return UnICORNNScan.apply(*t, mask, 0.3, 2.0, steps, keep)
+
+    assert torch.autograd.gradcheck(run, inputs)
+
+
+def test_unicornn_segments_do_not_change_the_gradients(monkeypatch):
+    torch.manual_seed(0)
+    model = create_model("unicornn", input_size=3, output_size=4, hidden=16).to(F64).eval()
+    x = torch.randn(5, 30, 3, dtype=F64)
+    grads = []
+    for chunk in (64, 7, 1):
+        monkeypatch.setattr(UnICORNNScan, "chunk", chunk)
+        grads.append(_grads(model, model(x).sin().sum()))
+    for other in grads[1:]:
+        for name in grads[0]:
+            assert torch.equal(grads[0][name], other[name]), name
+
+
 def test_a_second_backward_is_refused():
     enc = LEMEncoder(2, 4)
     out = enc(torch.randn(3, 5, 2)).sum()

@@ -15,13 +15,14 @@ the classifier; here the last layer's output is not dropped). Init: V Kaiming-un
 c ~ U(−0.1, 0.1), classifier weight Kaiming-normal.
 
 Each layer is one autograd Function (`UnICORNNScan`). The forward runs the elementwise
-recurrence without a graph and stores every state (y and z, time-major); the backward
-walks back in time from the stored states (it does not invert the step as the official
-CUDA kernel does, so its gradients are exact to rounding for any T), carrying only
-(dy, dz) and accumulating the gradients of w and c per (sequence, unit) in [B, n]
-accumulators that are summed once at the end; the input map's gradients are single GEMMs
-after the reverse loop. `h0`, where given, is the last layer's y_0 (z_0 = 0; the layers
-below start at 0).
+recurrence without a graph, keeps tanh_t in the input map's buffer and (y, z) only at every
+`chunk`-th step; the backward walks back in time segment by segment, first recomputing the
+segment's states from its saved (y, z) with the forward's own operations (so bit for bit:
+it does not invert the step as the official CUDA kernel does, and its gradients are exact to
+rounding for any T), carrying only (dy, dz) and accumulating the gradients of w, b and c per
+(sequence, unit) in [B, n] accumulators that are summed once at the end; the input map's
+gradients are single GEMMs after the reverse loop. The elementwise loops run on one thread.
+`h0`, where given, is the last layer's y_0 (z_0 = 0; the layers below start at 0).
 """
 
 from __future__ import annotations
@@ -65,92 +66,115 @@ class UnICORNNScan(torch.autograd.Function):
     """
 
     retain_activations = False
+    chunk = 32  # steps between the saved (y, z), from which the backward recomputes
 
     @staticmethod
     def forward(ctx, u_rows, v, b, w, c, y0, mask, dt: float, alpha: float, steps, keep):
         batch, n = y0.shape
-        # tanh(q) = 2 sigmoid(2q) − 1: the buffer holds 2 x̃ and each step's slice becomes
-        # s = sigmoid(2 w y + 2 x̃). (torch's CPU tanh runs on several threads above 2,048
-        # elements; on a busy machine every step then waits for the other thread.)
-        work = torch.addmm(b * 2, u_rows, v.T * 2).view(steps, batch, n)
+        chunk = UnICORNNScan.chunk
+        work = torch.addmm(b, u_rows, v.T).view(steps, batch, n)  # x̃, then tanh in place
         delta = torch.sigmoid(c).mul_(dt)
-        two_w, two_delta, delta_alpha = 2 * w, 2 * delta, delta * alpha
-        # The per-step states are small separate tensors, which the allocator recycles (a
-        # fresh 50 MB buffer costs ~25 ms of page faults); only the output is one buffer.
         seq = y0.new_empty(steps, batch, n) if keep else None
-        ys, zs = [y0], [torch.zeros_like(y0)]
+        # Of the states only (y, z) at every `chunk`-th step are kept: fresh memory costs
+        # page faults, more than the backward's recomputation of the others, which runs
+        # the same operations on the same values and so gives the same bits.
+        marks = -(-steps // chunk)
+        mark_y, mark_z = y0.new_empty(marks, batch, n), y0.new_empty(marks, batch, n)
+        ys, zs, p = y0.new_empty(2, batch, n), y0.new_zeros(2, batch, n), torch.empty_like(y0)
+        y, z = y0, zs[1]
+        steps_work, steps_seq = work.unbind(0), (seq.unbind(0) if keep else None)
+        y_bufs, z_bufs = ys.unbind(0), zs.unbind(0)
         for t in range(steps):
-            y = ys[t]
-            s = work[t].addcmul_(two_w, y).sigmoid_()
-            # z_t = z − δ (2s − 1 + α y) = (z + δ) − 2δ s − δα y
-            z = torch.add(zs[t], delta)
-            z.addcmul_(two_delta, s, value=-1.0).addcmul_(delta_alpha, y, value=-1.0)
-            if keep and mask is None:
-                y = torch.addcmul(y, delta, z, out=seq[t])
-            else:
-                y = torch.addcmul(y, delta, z)
-                if keep:
-                    torch.mul(y, mask, out=seq[t])
-            ys.append(y)
-            zs.append(z)
+            if t % chunk == 0:
+                mark_y[t // chunk].copy_(y)
+                mark_z[t // chunk].copy_(z)
+            th = steps_work[t].addcmul_(w, y).tanh_()
+            z = _next_z(z, th, y, delta, alpha, p, out=z_bufs[t % 2])
+            out = steps_seq[t] if keep and mask is None else y_bufs[t % 2]
+            y = torch.addcmul(y, delta, z, out=out)
+            if keep and mask is not None:
+                torch.mul(y, mask, out=steps_seq[t])
         ctx.save_for_backward(u_rows, v, w, c)
-        ctx.work, ctx.ys, ctx.zs = work, ys, zs
+        ctx.work, ctx.marks = work, (mark_y, mark_z)
         ctx.dt, ctx.alpha, ctx.mask, ctx.keep = dt, alpha, mask, keep
-        return seq if keep else ys[-1].clone()
+        if keep:
+            return seq
+        return y.clone() if steps == 0 else y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         refuse_second_backward(ctx.work, "UnICORNNScan")
         u_rows, v, w, c = ctx.saved_tensors
-        work, ys, zs, dt, alpha, mask = ctx.work, ctx.ys, ctx.zs, ctx.dt, ctx.alpha, ctx.mask
+        work, (mark_y, mark_z), alpha, mask = ctx.work, ctx.marks, ctx.alpha, ctx.mask
         if UnICORNNScan.retain_activations:
             work = work.clone()
         else:
-            ctx.work = ctx.ys = ctx.zs = None
+            ctx.work = ctx.marks = None
         steps, batch, n = work.shape
+        chunk = UnICORNNScan.chunk
         sig = torch.sigmoid(c)
-        delta = sig * dt
-        delta_alpha, four_delta_w = delta * alpha, 4 * delta * w
-        dy = torch.zeros_like(ys[0]) if ctx.keep else grad_out.clone()
+        delta = sig * ctx.dt
+        delta_alpha, delta_w = delta * alpha, delta * w
+        dy = torch.zeros_like(mark_y[0]) if ctx.keep else grad_out.clone()
         dz = torch.zeros_like(dy)
-        # Per (sequence, unit): Σ dy_t z_t, Σ dz_t s_t, Σ dz_t, Σ dz_t y_{t-1}, Σ g_t y_{t-1}.
-        acc_dy_z, acc_dz_s, acc_dz, acc_dz_y, acc_g_y = (torch.zeros_like(dy) for _ in range(5))
-        # With th = 2s − 1, 1 − th² = 4 s (1 − s): g_t = dz_t s_t (1 − s_t) and
-        # dL/d(w y + x̃) = −4δ g_t, a factor applied once at the end.
-        for t in range(steps - 1, -1, -1):
-            if ctx.keep:
-                if mask is None:
-                    dy.add_(grad_out[t])
-                else:
-                    dy.addcmul_(grad_out[t], mask)
-            y_prev, s = ys[t], work[t]
-            dz.addcmul_(delta, dy)  # now dL/dz_t through y_t = y + δ z_t as well
-            acc_dy_z.addcmul_(dy, zs[t + 1])
-            acc_dz_s.addcmul_(dz, s)
-            acc_dz.add_(dz)
-            acc_dz_y.addcmul_(dz, y_prev)
-            g = _sigmoid_backward(dz, s, out=s)
-            acc_g_y.addcmul_(g, y_prev)
-            dy.addcmul_(delta_alpha, dz, value=-1.0)
-            dy.addcmul_(four_delta_w, g, value=-1.0)
-        scale = -4 * delta
+        # Per (sequence, unit): Σ dy_t z_t, Σ dz_t p_t, Σ g_t, Σ g_t y_{t-1}, where
+        # p_t = tanh_t + α y_{t-1} and g_t = dz_t (1 − tanh_t²); dL/d(w y + x̃) = −δ g_t,
+        # a factor applied once at the end.
+        acc_dy_z, acc_dz_p, acc_g, acc_g_y = (torch.zeros_like(dy) for _ in range(4))
+        # One segment's states, recomputed: ys[i] = y_{t0+i}, zs[i] = z_{t0+i}, ps[i] = p_{t0+i+1}.
+        ys, zs = dy.new_empty(chunk, batch, n), dy.new_empty(chunk + 1, batch, n)
+        ps = dy.new_empty(chunk, batch, n)
+        steps_work = work.unbind(0)
+        steps_grad = grad_out.unbind(0) if ctx.keep else None
+        ys, zs, ps = ys.unbind(0), zs.unbind(0), ps.unbind(0)
+        for start in range((steps - 1) // chunk * chunk, -1, -chunk):
+            size = min(chunk, steps - start)
+            ys[0].copy_(mark_y[start // chunk])
+            zs[0].copy_(mark_z[start // chunk])
+            for i in range(size):
+                _next_z(zs[i], steps_work[start + i], ys[i], delta, alpha, ps[i], out=zs[i + 1])
+                if i + 1 < size:
+                    torch.addcmul(ys[i], delta, zs[i + 1], out=ys[i + 1])
+            for i in range(size - 1, -1, -1):
+                th = steps_work[start + i]
+                if ctx.keep:
+                    if mask is None:
+                        dy.add_(steps_grad[start + i])
+                    else:
+                        dy.addcmul_(steps_grad[start + i], mask)
+                dz.addcmul_(delta, dy)  # now dL/dz_t through y_t = y + δ z_t as well
+                acc_dy_z.addcmul_(dy, zs[i + 1])
+                acc_dz_p.addcmul_(dz, ps[i])
+                g = _tanh_backward(dz, th, out=th)
+                acc_g.add_(g)
+                acc_g_y.addcmul_(g, ys[i])
+                dy.addcmul_(delta_alpha, dz, value=-1.0)
+                dy.addcmul_(delta_w, g, value=-1.0)
+        scale = -delta
         grads = work.view(steps * batch, n)
+        grad_v = (grads.T @ u_rows).mul_(scale[:, None])
         grad_u = None
         if ctx.needs_input_grad[0]:
             grad_u = grads @ (v * scale[:, None])
-        grad_v = (grads.T @ u_rows).mul_(scale[:, None])
-        grad_b = grads.sum(0).mul_(scale)
+        grad_b = acc_g.sum(0).mul_(scale)
         grad_w = acc_g_y.sum(0).mul_(scale)
-        # dL/dδ = Σ dy_t z_t − Σ dz_t (2 s_t − 1 + α y_{t-1})
-        grad_delta = acc_dy_z.sum(0) - 2 * acc_dz_s.sum(0) + acc_dz.sum(0) - alpha * acc_dz_y.sum(0)
-        grad_c = grad_delta * dt * sig * (1 - sig)
+        # dL/dδ = Σ dy_t z_t − Σ dz_t (tanh_t + α y_{t-1})
+        grad_delta = acc_dy_z.sum(0) - acc_dz_p.sum(0)
+        grad_c = grad_delta * ctx.dt * sig * (1 - sig)
         return grad_u, grad_v, grad_b, grad_w, grad_c, dy, None, None, None, None, None
 
 
-def _sigmoid_backward(grad, output, out):
-    """grad * output * (1 - output), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.sigmoid_backward.grad_input(grad, output, grad_input=out)
+def _next_z(z, th, y, delta, alpha: float, p, out):
+    """z_t = z_{t-1} − δ p_t with p_t = tanh_t + α y_{t-1}, written into `out`, and p_t
+    into `p`: the forward and the backward's recomputation share it, bit for bit."""
+    torch.add(th, y, alpha=alpha, out=p)
+    return torch.addcmul(z, delta, p, value=-1.0, out=out)
+
+
+def _tanh_backward(grad, output, out):
+    """grad * (1 - output²), written into `out` (which may be `output` itself)."""
+    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
 
 
 class UnICORNNLayer(nn.Module):
