@@ -113,6 +113,8 @@ MALFORMED = [
     (_with(task_options={"noise": "pink"}), "task_options: task adding: unknown option 'noise'"),
     (_param(hidden={"type": "int", "low": 4, "high": 8}), "fixed.hidden: also in params"),
     (_with(fixed={"iterations": 10}), "scheduler: asha stops trials at epoch milestones"),
+    (_with(map=["lr", "gated"]), "map[1]: 'gated' is not a numeric parameter in params"),
+    (_with(map=["lr"]), "map: list should have at least 2 items"),
     (
         _with(points_to_evaluate=[{"gated": False, "lr": 0.01, "eps": 0.1, "dt": 1}]),
         "points_to_evaluate[0].dt: not in params (gated, lr, eps, sigma_w)",
@@ -219,6 +221,15 @@ def test_the_points_to_evaluate_are_the_first_trials_in_order(tmp_path):
     assert suggested[:2] == points
     assert suggested[2] not in points  # then the sampler's own
     assert spec.trial_config(suggested[0]).model.name == "antisymmetric_gated"
+
+
+def test_the_reports_map_is_eps_by_gamma_unless_the_spec_names_two_others():
+    both = {**GOOD["params"], "gamma": {"type": "float", "low": 0.001, "high": 1, "log": True}}
+    assert parse_spec(_with(params=both)).map_params() == ("eps", "gamma")
+    assert parse_spec(GOOD).map_params() == ("lr", "eps")  # the first two numeric ones
+    assert parse_spec(_with(params={"gated": {"type": "bool"}})).map_params() is None
+    chosen = parse_spec(_with(params=both, map=["gamma", "lr"]))
+    assert chosen.map_params() == ("gamma", "lr")
 
 
 def test_conditional_parameters_exist_only_when_their_condition_holds():

@@ -96,6 +96,9 @@ class Spec(_Strict):
     # Trials evaluated first, in order, before the sampler proposes any: e.g. a model's
     # published settings. Each gives a value to every parameter its conditions make active.
     points_to_evaluate: list[dict[str, Scalar]] = pydantic.Field(default_factory=list)
+    # The two parameters of the sweep report's outcome map (default: eps and gamma where
+    # both are searched, else the first two numeric parameters).
+    map: list[str] | None = pydantic.Field(None, min_length=2, max_length=2)
     sampler: Sampler = Sampler()
     scheduler: Annotated[Asha | NoScheduler, pydantic.Field(discriminator="type")] = Asha(
         type="asha"
@@ -126,6 +129,16 @@ class Spec(_Strict):
             key in values and values[key] == value
             for key, value in (self.params[name].when or {}).items()
         )
+
+    def map_params(self) -> tuple[str, str] | None:
+        """The two parameters of the report's outcome map: `map`, else eps and gamma where
+        both are searched, else the first two numeric ones (None when there are not two)."""
+        if self.map:
+            return self.map[0], self.map[1]
+        numeric = [name for name, param in self.params.items() if is_numeric(param)]
+        if {"eps", "gamma"} <= set(numeric):
+            return "eps", "gamma"
+        return (numeric[0], numeric[1]) if len(numeric) >= 2 else None
 
     @property
     def max_epochs(self) -> int:
@@ -170,6 +183,13 @@ def param_values(param) -> list[Scalar]:
     if isinstance(param, IntParam) and not param.log:
         return list(range(param.low, param.high + 1, param.step))
     return [param.low, param.high]
+
+
+def is_numeric(param) -> bool:
+    """A float or int parameter, or a categorical one whose choices are all numbers."""
+    if isinstance(param, CategoricalParam):
+        return all(isinstance(c, int | float) and not isinstance(c, bool) for c in param.choices)
+    return isinstance(param, FloatParam | IntParam)
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -291,6 +311,13 @@ def _cross_checks(spec: Spec) -> list[str]:
     problems.extend(_sweep_problems(spec))
     if not problems:
         problems.extend(_point_problems(spec))
+    for i, name in enumerate(spec.map or []):
+        if name not in spec.params or not is_numeric(spec.params[name]):
+            numeric = [n for n, param in spec.params.items() if is_numeric(param)]
+            problems.append(
+                f"map[{i}]: {name!r} is not a numeric parameter in params "
+                f"(those are: {', '.join(numeric) or 'none'})"
+            )
     return problems
 
 
