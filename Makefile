@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 # embedded Ray, tracked in sqlite:///mlflow.db. The data root is $ARNN_DATA_DIR when set.
 DEMO_SPEC := search_spaces/demo.yaml
 
-.PHONY: install test demo bench overhead gpu-check load-test clean
+.PHONY: install browser test demo bench overhead gpu-check load-test clean
 
 install: $(STAMP)
 
@@ -20,7 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: install
+# The UI tests drive a real headless browser: Debian's chromium, installed here when
+# missing (as root, or with sudo). Where it cannot be, those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "chromium could not be installed: the browser tests will skip"; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
 demo: install

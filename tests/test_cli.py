@@ -279,3 +279,21 @@ def test_an_interrupted_train_keeps_its_best_weights(tmp_path, signum, code):
     client, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.status == "KILLED" and run.data.tags["arnn.status"] == "interrupted"
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/weights.pt"]
+
+
+def test_arnn_help_says_what_the_tool_is_for_without_importing_torch():
+
+    code = (
+        "import sys\n"
+        "from arnn.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('imported:', sorted(m for m in ('torch', 'mlflow', 'ray') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "arnn trains and searches AntisymmetricRNN" in done.stdout
+    assert "report" in done.stdout and "examples:" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "imported: []"

@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 
 from arnn.errors import UsageError
 from arnn.kernels import FUSED_MAX_HIDDEN, fused_fits
 from arnn.models import create_model, list_models
+from arnn.tables import console
 
 SHAPES = {"mnist": (128, 784, 128, 1), "cifar": (128, 1024, 256, 3)}  # B, T, H, m
 DEFAULT_MODELS = (
@@ -210,23 +212,20 @@ def run(args: argparse.Namespace) -> int:
 def _print_table(title: str, rows: list[Entry], timings: dict[str, float], cuda: bool) -> None:
     base = timings[BASELINE]
     reference = timings.get(REFERENCE)
-    width = max(len(row.label) for row in rows)
-    header = f"{'model'.ljust(width)}  {'ms/batch':>9}  {'x nn.RNN(tanh)':>14}"
+    table = pd.DataFrame({"model": [row.label for row in rows]})
+    table["ms/batch"] = [timings[row.label] for row in rows]
+    table["x nn.RNN(tanh)"] = table["ms/batch"] / base
     if reference:
-        header += f"  {'x antisymmetric':>15}"
+        table["x antisymmetric"] = table["ms/batch"] / reference
     if cuda:
-        header += f"  {'x fused':>8}"
-    print(f"\n{title}\n{header}")
-    for row in rows:
-        ms = timings[row.label]
-        line = f"{row.label.ljust(width)}  {ms:9.2f}  {ms / base:14.2f}"
-        if reference:
-            line += f"  {ms / reference:15.2f}"
-        if cuda:
-            fused = timings.get(f"{row.model} (fused)")
-            fused = fused or timings.get("antisymmetric (fused)")
-            line += f"  {ms / fused:8.2f}" if fused else f"  {'':>8}"
-        print(line, flush=True)
+        fused = [
+            timings.get(f"{row.model} (fused)") or timings.get("antisymmetric (fused)")
+            for row in rows
+        ]
+        table["x fused"] = [
+            f"{ms / f:.2f}" if f else "" for ms, f in zip(table["ms/batch"], fused, strict=True)
+        ]
+    print(f"\n{title}\n{console(table)}", flush=True)
 
 
 def _device_name(device: torch.device) -> str:

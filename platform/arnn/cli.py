@@ -1,7 +1,8 @@
 """The `arnn` command: argument parsing, and bad input as one line with exit code 2.
 
 Subcommands stay thin: they parse, build a validated config, call the library, print.
-Heavy imports (torch, MLflow) happen inside the subcommand that needs them.
+Heavy imports (torch, MLflow) happen inside the subcommand that needs them: `arnn --help`
+imports neither.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from arnn.bench import add_arguments as add_bench_arguments
-from arnn.bench import run as run_bench
 from arnn.errors import UsageError
 from arnn.interrupt import Interrupted
 
@@ -26,8 +25,27 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+DESCRIPTION = """\
+arnn trains and searches AntisymmetricRNN (Chang et al., ICLR 2019) and the recurrent
+networks that descend from it (coRNN, LEM, Lipschitz RNN, UnICORNN): one configuration
+with `arnn train`, a search space with `arnn sweep` (Ray Tune schedules the trials, Optuna
+samples them, ASHA stops the hopeless ones), every run tracked in MLflow (`arnn ui`)."""
+
+EPILOG = """\
+examples:
+  arnn models                                   the models, their options and sizes
+  arnn train --model antisymmetric --eps 0.1 --epochs 2 --subset 2000
+  arnn sweep search_spaces/demo.yaml            8 trials on an embedded Ray
+  arnn ui                                       browse the runs on http://127.0.0.1:5000
+  arnn report SWEEP                             a sweep's plots and table, again
+the paper's tables: python reproduce/run.py --table 1, then python reproduce/table.py"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The commands' flags need torch (models, kernels) to be listed: only the overview,
+    # asked for alone, is built without them.
+    parser = _build_parser(with_flags=bool(argv) and argv[0] not in ("-h", "--help"))
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
@@ -41,12 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stopped.exit_code
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="arnn", description=__doc__.splitlines()[0])
+def _build_parser(with_flags: bool = True) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="arnn",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(title="commands", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train one configuration, tracked in MLflow")
-    _add_config_flags(train)
+    if with_flags:
+        _add_config_flags(train)
     _add_tracking_flags(train)
     train.add_argument("--run-name", help="MLflow run name")
     train.add_argument(
@@ -84,22 +108,45 @@ def _build_parser() -> argparse.ArgumentParser:
         help="data root for the trials (default: each worker's "
         "$ARNN_DATA_DIR, else ~/.cache/arnn/data)",
     )
+    sweep.add_argument(
+        "--study-storage",
+        help="SQLAlchemy URL of the database that keeps the sweep's Optuna study, named "
+        "after the sweep (default: $ARNN_STUDY_STORAGE, else optuna.db beside an MLflow "
+        "store in files)",
+    )
     sweep.set_defaults(run=_run_sweep)
 
     ui = commands.add_parser("ui", help="the MLflow UI on the tracking store, on 127.0.0.1")
     ui.add_argument(
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
     )
+    ui.add_argument(
+        "--experiment", default="arnn", help="experiment whose runs the printed URL opens"
+    )
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.set_defaults(run=_run_ui)
+
+    report = commands.add_parser(
+        "report", help="a sweep's plots and trial table, again, from MLflow alone"
+    )
+    report.add_argument("sweep", help="the sweep's name (or its MLflow run id)")
+    _add_tracking_flags(report)
+    report.add_argument(
+        "--out", help="write the files into this folder (default: artifacts of the sweep's run)"
+    )
+    report.set_defaults(run=_run_report)
 
     tasks = commands.add_parser("tasks", help="list the tasks, their shapes and options")
     tasks.set_defaults(run=_run_tasks)
 
     bench = commands.add_parser("bench", help="time forward+backward of the recurrences")
-    add_bench_arguments(bench)
-    bench.set_defaults(run=run_bench)
+    if with_flags:
+        from arnn.bench import add_arguments as add_bench_arguments
+        from arnn.bench import run as run_bench
+
+        add_bench_arguments(bench)
+        bench.set_defaults(run=run_bench)
     return parser
 
 
@@ -191,10 +238,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from arnn.interrupt import StopSignals
     from arnn.models import count_parameters
+    from arnn.sweep.names import train_name
     from arnn.tasks import create_task
     from arnn.tracking import (
         TrackedRun,
         absolute_tracking_uri,
+        browse_hint,
         config_params,
         resolve_tracking_uri,
         run_tags,
@@ -216,7 +265,7 @@ def _run_train(args: argparse.Namespace) -> int:
         run = TrackedRun.start(
             tracking_uri=tracking_uri,
             experiment=args.experiment,
-            run_name=args.run_name,
+            run_name=args.run_name or train_name(config.model.name, config.task.name),
             params=config_params(config),
             tags=tags,
         )
@@ -227,7 +276,9 @@ def _run_train(args: argparse.Namespace) -> int:
     print(
         f"{config.model.name} on {config.task.name}: {tags['arnn.parameters']} parameters, "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-        f"{device} ({kernel}); MLflow run {run.run_id}"
+        f"{device} ({kernel}); MLflow run {run.run_id}\n"
+        f"browse it: {browse_hint(tracking_uri, args.experiment)}",
+        flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="arnn-train-") as scratch:
         # Without --checkpoint-dir, checkpoints go to a scratch folder all the same: an
@@ -315,19 +366,35 @@ def _run_sweep(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         data_dir=args.data_dir,
         experiment=args.experiment,
+        study_storage=args.study_storage,
     )
     return 1 if outcome.every_trial_failed else 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from arnn.report import write_report
+    from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
+
+    uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
+    files = write_report(uri, args.experiment, args.sweep, out=args.out)
+    for note in files.notes:
+        print(f"note: {note}")
+    print(f"{', '.join(files.files)} in {files.location}")
+    return 0
 
 
 def _run_ui(args: argparse.Namespace) -> int:
     import subprocess
 
-    from arnn.tracking import resolve_tracking_uri
+    from arnn.tracking import resolve_tracking_uri, ui_url
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
         raise UsageError(f"--tracking-uri: {uri} is a server already; open it in a browser")
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    runs = ui_url(uri, args.experiment, base=f"http://{args.host}:{args.port}")
+    print(
+        f"MLflow UI for {uri}, experiment {args.experiment}: {runs} (Ctrl-C stops it)", flush=True
+    )
     command = [
         sys.executable,
         "-m",
@@ -389,10 +456,8 @@ def _run_tasks(args: argparse.Namespace) -> int:
 
 
 def _print_table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
-        )
+    import pandas as pd
+
+    from arnn.tables import console
+
+    print(console(pd.DataFrame(rows, columns=list(header))))

@@ -292,11 +292,11 @@ def dotted(sections: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(values, dict):
             flat[section] = values  # seed
             continue
-        for key, value in values.items():
-            if key == "options":
-                flat.update({f"{section}.{k}": v for k, v in value.items()})
-            else:
-                flat[f"{section}.{key}"] = value
+        named = {k: v for k, v in values.items() if k != "options"}
+        for key, value in [*named.items(), *values.get("options", {}).items()]:
+            if f"{section}.{key}" in flat:  # an option named like its section's field
+                raise ValueError(f"{section}.{key} is both a setting and an option")
+            flat[f"{section}.{key}"] = value
     return flat
 
 

@@ -151,6 +151,7 @@ def run_cell(
         resume=_resumable(frame, final_name, common),
         tags={**cell.tags("final", budget), FINAL_SEEDS_TAG: json.dumps(missing)},
         score_test=True,
+        trial_kind="final",
         **common,
     )
     chosen = json.dumps(best.sampled, sort_keys=True)

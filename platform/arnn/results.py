@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arnn import scoring
+from arnn import scoring, tables
 from arnn.budgets import BUDGETS
 from arnn.published import PublishedRow, PublishedTable
 
@@ -28,12 +28,14 @@ SELECTION_RULE = (
 
 
 FINAL_SEEDS_TAG = "arnn.final_seeds"  # on a final sweep's run: the seeds it was asked for
-# The protocol under a table, as each cell's final runs recorded it in their params.
+# The protocol under a table, as each cell's final runs recorded it: the task's options
+# from the tag arnn.task_options (every version has it), the split from the params (with
+# the flat names that runs logged before the configuration had sections).
 PROTOCOL = {
-    "psMNIST permutation seed": "params.task.perm_seed",
-    "noise mode": "params.task.noise",
-    "validation examples held out of the training set": "params.data.val_size",
-    "training subset": "params.data.subset",
+    "psMNIST permutation seed": ("task option", "perm_seed"),
+    "noise mode": ("task option", "noise"),
+    "validation examples held out of the training set": ("param", "data.val_size", "val_size"),
+    "training subset": ("param", "data.subset", "subset"),
 }
 
 
@@ -60,12 +62,16 @@ def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
     ]
 
 
+def number_or_none(value):
+    """`value`, or None where MLflow's frame holds NaN or None (a run without it)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
 def _first_number(*values):
-    """The first value that is a number (MLflow's frame has NaN where a run lacks one)."""
-    for value in values:
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            return value
-    return None
+    """The first value that is a number."""
+    return next((v for v in map(number_or_none, values) if v is not None), None)
 
 
 def _whole(value) -> int | None:
@@ -141,7 +147,9 @@ def _final_trials(finals: pd.DataFrame) -> pd.DataFrame:
     from before final seeds were kept apart from the search's) are left out."""
     if finals.empty or "params.seed" not in finals:
         return finals.iloc[0:0]
-    trials = finals[(_tag(finals, "arnn.kind") == "trial") & finals["params.seed"].notna()]
+    # kind "final" (older stores: "trial", with arnn.stage=final)
+    kinds = _tag(finals, "arnn.kind").isin(("final", "trial"))
+    trials = finals[kinds & finals["params.seed"].notna()]
     return trials[trials["params.seed"].astype(int) >= scoring.FINAL_SEED_BASE]
 
 
@@ -212,12 +220,15 @@ def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
 def _protocol(runs: pd.DataFrame) -> dict[str, str]:
     """PROTOCOL's values in these runs (a list where they differ); an unset subset is the
     full data."""
+    options = [json.loads(t) for t in _tag(runs, "arnn.task_options").dropna()]
     found = {}
-    for label, column in PROTOCOL.items():
-        if column not in runs:
-            continue
-        values = sorted({str(v) for v in runs[column].dropna()})
-        values = ["none (all of it)" if v == "" else v for v in values]
+    for label, (kind, *names) in PROTOCOL.items():
+        if kind == "task option":
+            seen = {str(o[names[0]]) for o in options if names[0] in o}
+        else:
+            columns = [f"params.{n}" for n in names if f"params.{n}" in runs]
+            seen = {str(v) for c in columns for v in runs[c].dropna()}
+        values = ["none (all of it)" if v == "" else v for v in sorted(seen)]
         if values:
             found[label] = ", ".join(values)
     return found
@@ -258,41 +269,9 @@ def render(table: PublishedTable, rows: list[Row], fmt: str, fill_command: str) 
         line += [units, row.published.params or "—", params or "—"]
         body.append(line)
 
-    if fmt == "csv":
-        frame = pd.DataFrame(body, columns=header)
-        text = frame.to_csv(index=False)
-    elif fmt == "latex":
-        text = _latex(header, body)
-    else:
-        text = _markdown(header, body)
+    frame = pd.DataFrame(body, columns=header)
+    text = {"csv": tables.csv, "latex": tables.latex, "markdown": tables.markdown}[fmt](frame)
     return f"{table.title}\n\n{text}\n" + _footer(table, rows, fill_command)
-
-
-def _markdown(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(line) + " |" for line in body]
-    return "\n".join(lines)
-
-
-def _latex(header: list[str], body: list[list[str]]) -> str:
-    def escape(text: str) -> str:
-        return (
-            text.replace("&", r"\&")
-            .replace("%", r"\%")
-            .replace("±", r"$\pm$")
-            .replace("Δ", r"$\Delta$")
-            .replace("_", r"\_")
-        )
-
-    lines = [
-        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-        r"\toprule",
-        " & ".join(escape(h) for h in header) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(escape(c) for c in line) + r" \\" for line in body]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines)
 
 
 def _footer(table: PublishedTable, rows: list[Row], fill_command: str) -> str:

@@ -221,15 +221,45 @@ def connect(tracking_uri: str) -> MlflowClient:
     return client
 
 
+# MLflow 3's UI opens an experiment on its GenAI pages unless the experiment says it is
+# for model training (the tag its own UI sets when one chooses "Model training").
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+UI_DEFAULT = "http://127.0.0.1:5000"  # where `arnn ui` serves
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment `name`, created when missing (safe when many trials race)."""
+    """The id of experiment `name`, created when missing (safe when many trials race) and
+    marked as a model-training experiment."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags=EXPERIMENT_KIND)
     except MlflowException:
         return client.get_experiment_by_name(name).experiment_id
+
+
+def browse_hint(tracking_uri: str, experiment: str, run_id: str | None = None) -> str:
+    """How to see a run in the MLflow UI: its URL, after `arnn ui` for a store in files."""
+    url = ui_url(tracking_uri, experiment, run_id)
+    if tracking_uri.startswith(("http://", "https://")):
+        return url
+    return f"arnn ui --tracking-uri {tracking_uri}, then {url}"
+
+
+def ui_url(
+    tracking_uri: str, experiment: str, run_id: str | None = None, base: str | None = None
+) -> str:
+    """The MLflow UI page of `experiment`'s runs table in model-training mode, or of one
+    run: on `base`, else the tracking server itself, else `arnn ui`'s default address."""
+    if base is None:
+        remote = tracking_uri.startswith(("http://", "https://"))
+        base = tracking_uri.rstrip("/") if remote else UI_DEFAULT
+    found = connect(tracking_uri).get_experiment_by_name(experiment)
+    page = f"#/experiments/{found.experiment_id if found else 0}"
+    if run_id is not None:
+        page += f"/runs/{run_id}"
+    return f"{base}/{page}?workflowType=machine_learning"
 
 
 def run_tags(config: TrainConfig, device: str, kernel: str) -> dict[str, str]:
@@ -256,18 +286,43 @@ def absolute_tracking_uri(uri: str) -> str:
 
 
 def runs_frame(tracking_uri: str, experiment: str, filter_string: str = ""):
-    """The experiment's runs (those matching `filter_string`) as mlflow.search_runs gives
-    them: a pandas DataFrame with params.*, metrics.* and tags.* columns; empty when none."""
-    import mlflow
+    """The experiment's runs (those matching `filter_string`) in the columns that
+    mlflow.search_runs gives (run_id, status, start_time, ..., params.*, metrics.*, tags.*),
+    read with a client of `tracking_uri`: mlflow.search_runs would set the process's
+    tracking URI, and $MLFLOW_TRACKING_URI with it, for every later command it starts.
+    Empty (no columns) when there are none."""
     import pandas as pd
 
-    quiet_mlflow()
-    mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
+    client = connect(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
         return pd.DataFrame()
-    return mlflow.search_runs(
-        experiment_names=[experiment], filter_string=filter_string, max_results=50_000
-    )
+    rows, token = [], None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id], filter_string, max_results=10_000, page_token=token
+        )
+        rows += [_frame_row(run) for run in page]
+        token = page.token
+        if not token:
+            return pd.DataFrame(rows)
+
+
+def _frame_row(run) -> dict:
+    import pandas as pd
+
+    info = run.info
+    return {
+        "run_id": info.run_id,
+        "experiment_id": info.experiment_id,
+        "status": info.status,
+        "artifact_uri": info.artifact_uri,
+        "start_time": pd.to_datetime(info.start_time, unit="ms", utc=True),
+        "end_time": pd.to_datetime(info.end_time, unit="ms", utc=True),
+        **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+        **{f"params.{k}": v for k, v in run.data.params.items()},
+        **{f"tags.{k}": v for k, v in run.data.tags.items()},
+    }
 
 
 def load_trained(tracking_uri: str, run_id: str) -> tuple[TrainConfig, dict]:

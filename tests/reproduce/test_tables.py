@@ -40,14 +40,29 @@ def test_the_packages_paper_figures_agree_with_the_published_tables():
     assert PAPER_PARAMETERS == {key: figure for key, figure in published.items() if figure}
 
 
+def _rows(markdown: str) -> list[list[str]]:
+    """The cells of every markdown table row, stripped of their padding."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|") and not line.startswith("|:")
+    ]
+
+
+def _has_row(markdown: str, *first_cells: str) -> bool:
+    return any(row[: len(first_cells)] == list(first_cells) for row in _rows(markdown))
+
+
 def test_an_empty_store_still_prints_the_published_tables(tmp_path):
     done = _script("table.py", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "| AntisymmetricRNN | 98.0 | no runs yet |" in out
-    assert "| KRU (Jose et al., 2017) | 96.4 | cited |" in out
-    assert "| AntisymmetricRNN w/ gating | 62.2 | no runs yet |" in out  # Table 2
-    assert "Successors on the same benchmarks" in out and "| 62.4 |" in out
+    assert _has_row(out, "AntisymmetricRNN", "98.0", "no runs yet")
+    assert _has_row(out, "KRU (Jose et al., 2017)", "96.4", "cited")
+    assert _has_row(out, "AntisymmetricRNN w/ gating", "62.2", "no runs yet")  # Table 2
+    assert "Successors on the same benchmarks" in out
+    unicornn = next(row for row in _rows(out) if row[0] == "UnICORNN (ICML 2021, 3 layers)")
+    assert unicornn[4] == "98.4" and unicornn[7] == "62.4"
     assert "fill them with: python reproduce/run.py --table 1 --budget smoke" in out
 
 
@@ -140,12 +155,13 @@ def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path)
     finals = [
         r
         for r in runs
-        if r.data.tags.get("arnn.stage") == "final" and r.data.tags.get("arnn.kind") == "trial"
+        if r.data.tags.get("arnn.stage") == "final" and r.data.tags.get("arnn.kind") == "final"
     ]
     search_seeds = {r.data.params["seed"] for r in search_trials}
     assert sorted(r.data.params["seed"] for r in finals) == ["1000", "1001"]
     assert not search_seeds & {r.data.params["seed"] for r in finals}
     assert all("test_accuracy" in r.data.metrics for r in finals)
+    assert sorted(r.info.run_name for r in finals) == ["seed 1000", "seed 1001"]
 
     again = _script("run.py", *args, cwd=tmp_path)
     assert again.returncode == 0 and "table1_mnist_antisymmetric: complete already" in again.stdout
@@ -156,7 +172,7 @@ def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path)
     finals = [
         r
         for r in _store(uri)
-        if r.data.tags.get("arnn.stage") == "final" and r.data.tags.get("arnn.kind") == "trial"
+        if r.data.tags.get("arnn.stage") == "final" and r.data.tags.get("arnn.kind") == "final"
     ]
     assert sorted(r.data.params["seed"] for r in finals) == ["1000", "1001", "1002"]
 
@@ -172,8 +188,7 @@ def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path)
     )
     assert table.returncode == 0, table.stderr
     text = (tmp_path / "t1.md").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| AntisymmetricRNN |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
+    cells = next(row for row in _rows(text) if row[0] == "AntisymmetricRNN")
     assert cells[1] == "98.0" and "(n=3/3, 0 diverged, smoke)" in cells[2]
     assert cells[3].startswith("-")
     assert cells[-1] == "9674" and cells[-3] == "128"
@@ -205,14 +220,11 @@ def test_the_successors_table_is_trained_under_one_protocol_and_says_which(tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "table3_pmnist_lipschitz: done with" in done.stdout
-    (search_first, *_) = sorted(  # Tune numbers its trials in the order it asked for them
-        (
-            r
-            for r in _store(uri)
-            if r.data.tags.get("arnn.stage") == "search" and r.data.tags["arnn.kind"] == "trial"
-        ),
-        key=lambda r: r.data.tags["arnn.trial_id"],
-    )
+    (search_first,) = [  # the searcher's first: Optuna's trial number 0
+        r
+        for r in _store(uri)
+        if r.data.tags.get("arnn.stage") == "search" and r.data.tags.get("arnn.trial_number") == "0"
+    ]
     # the published settings are the first trial evaluated
     assert search_first.data.params["optim.lr"] == "0.0035"
     assert search_first.data.params["model.beta"] == "0.75"
@@ -220,11 +232,10 @@ def test_the_successors_table_is_trained_under_one_protocol_and_says_which(tmp_p
     table = _script("table.py", "--table", "3", "--tracking-uri", uri, "--no-figure", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     text = table.stdout
-    row = next(line for line in text.splitlines() if line.startswith("| Lipschitz RNN"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
+    cells = next(row for row in _rows(text) if row[0].startswith("Lipschitz RNN"))
     assert cells[1] == "99.4" and cells[2] == "no runs yet"
     assert cells[4] == "96.3" and "(n=1/1, 0 diverged, smoke)" in cells[5]
-    assert "| coRNN (Rusch & Mishra, ICLR 2021) | 99.3 | no runs yet |" in text
+    assert _has_row(text, "coRNN (Rusch & Mishra, ICLR 2021)", "99.3", "no runs yet")
     assert "psMNIST permutation seed: 12008" in text
     assert "validation examples held out of the training set: 512" in text
     assert "training subset: 512" in text

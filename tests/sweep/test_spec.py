@@ -10,7 +10,7 @@ from arnn.cli import main
 from arnn.errors import UsageError
 from arnn.sweep.space import DefineByRun, make_sampler, num_trials
 from arnn.sweep.spec import load_spec, parse_spec
-from arnn.sweep.tune import SweepSettings, _tune_config
+from arnn.sweep.tune import TRIAL_NUMBER, SweepSettings, _tune_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").rglob("*.yaml"))
@@ -113,7 +113,7 @@ MALFORMED = [
     (_with(task_options={"noise": "pink"}), "task_options: task adding: unknown option 'noise'"),
     (_param(hidden={"type": "int", "low": 4, "high": 8}), "fixed.hidden: also in params"),
     (_with(fixed={"iterations": 10}), "scheduler: asha stops trials at epoch milestones"),
-    (_with(map=["lr", "gated"]), "map[1]: 'gated' is not a numeric parameter in params"),
+    (_with(map=["lr", "dt"]), "map[1]: 'dt' is not in params (gated, lr, eps, sigma_w)"),
     (_with(map=["lr"]), "map: list should have at least 2 items"),
     (
         _with(points_to_evaluate=[{"gated": False, "lr": 0.01, "eps": 0.1, "dt": 1}]),
@@ -218,15 +218,30 @@ def test_the_points_to_evaluate_are_the_first_trials_in_order(tmp_path):
     )
     search = _tune_config(settings, 4).search_alg  # the OptunaSearch a sweep runs
     suggested = [search.suggest(f"trial{i}") for i in range(3)]
+    assert [s.pop(TRIAL_NUMBER) for s in suggested] == [0, 1, 2]  # what names the runs
     assert suggested[:2] == points
     assert suggested[2] not in points  # then the sampler's own
     assert spec.trial_config(suggested[0]).model.name == "antisymmetric_gated"
+
+
+def test_a_sweep_recorded_before_the_newer_spec_keys_still_resumes():
+    """What a resume compares leaves out `map` and an empty points_to_evaluate: the
+    content of a sweep recorded before those keys existed is unchanged."""
+    from arnn.sweep.driver import _spec_content
+
+    content = _spec_content(parse_spec(_with(map=["lr", "eps"])), 8)
+    assert "map" not in content and "points_to_evaluate" not in content
+    point = {"gated": False, "lr": 0.01, "eps": 0.1}
+    assert _spec_content(parse_spec(_with(points_to_evaluate=[point])), 8)[
+        "points_to_evaluate"
+    ] == [point]
 
 
 def test_the_reports_map_is_eps_by_gamma_unless_the_spec_names_two_others():
     both = {**GOOD["params"], "gamma": {"type": "float", "low": 0.001, "high": 1, "log": True}}
     assert parse_spec(_with(params=both)).map_params() == ("eps", "gamma")
     assert parse_spec(GOOD).map_params() == ("lr", "eps")  # the first two numeric ones
+    assert parse_spec(_with(map=["gated", "eps"])).map_params() == ("gated", "eps")
     assert parse_spec(_with(params={"gated": {"type": "bool"}})).map_params() is None
     chosen = parse_spec(_with(params=both, map=["gamma", "lr"]))
     assert chosen.map_params() == ("gamma", "lr")

@@ -17,6 +17,7 @@ import psutil
 import yaml
 from mlflow.tracking import MlflowClient
 
+from arnn.cli import main
 from arnn.sweep.driver import sweep
 from tests.conftest import assert_provenance, run_arnn
 from tests.datasets import write_broken_mnist, write_mnist
@@ -66,6 +67,27 @@ def _study(storage: Path, name: str) -> optuna.Study:
     with open(path, "rb") as f:
         state = pickle.load(f)
     return state["_ot_study"] if isinstance(state, dict) else state[0]
+
+
+def _kept_study(folder: Path, name: str) -> optuna.Study:
+    """The study the sweep kept, beside its MLflow store, as a user loads it."""
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}")
+
+
+_STATE_OF = {"finished": "COMPLETE", "pruned": "PRUNED", "diverged": "FAIL", "failed": "FAIL"}
+
+
+def _assert_kept_study_matches(study: optuna.Study, children) -> None:
+    """One study trial per trial run, none twice, each with the run's outcome and values."""
+    runs = {c.info.run_id: c for c in children}
+    by_run = [t.user_attrs["mlflow_run_id"] for t in study.trials]
+    assert sorted(by_run) == sorted(runs), (by_run, list(runs))
+    for trial in study.trials:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert trial.state.name == _STATE_OF[run.data.tags["arnn.status"]]
+        assert trial.params == json.loads(run.data.tags["arnn.sampled"])
+        if trial.state.name == "COMPLETE":
+            assert trial.value == run.data.metrics["trial_score"]
 
 
 def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch):
@@ -124,6 +146,23 @@ def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch)
         assert trial.user_attrs["arnn_outcome"] in ("finished", "pruned", "diverged")
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert trial.value == scores[key]  # the best epoch, not the last
+    _assert_kept_study_matches(_kept_study(tmp_path, "grid"), children)
+    # trials are named by their number and what they tried: t03 gated lr=1e+20
+    assert sorted(int(c.data.tags["arnn.trial_number"]) for c in children) == [0, 1, 2, 3]
+    for child in children:
+        number, sampled = child.data.tags["arnn.trial_number"], child.data.tags["arnn.sampled"]
+        gated = " gated" if json.loads(sampled)["gated"] else ""
+        lr = "0.01" if json.loads(sampled)["lr"] == 0.01 else "1e+20"
+        assert child.info.run_name == f"t{int(number) + 1:02d}{gated} lr={lr}"
+    assert parent.info.run_name == "grid · t"
+
+    # its report, on its run; `arnn report` writes it again from MLflow alone
+    report = {"curves.png", "map.png", "importance.png", "importance.json", "trials.csv"}
+    assert report <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    again = tmp_path / "again"
+    assert main(["report", "grid", "--tracking-uri", uri, "--out", str(again)]) == 0
+    assert {p.name for p in again.iterdir()} == report
+    assert len((again / "trials.csv").read_text().strip().splitlines()) == 1 + 4
 
 
 def _mnist_spec(tmp_path: Path, *, samples: int) -> Path:
@@ -429,6 +468,8 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     assert "finished" in labels
     study = _study(tmp_path / "ray", "stopped")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    kept = _kept_study(tmp_path, "stopped")  # the finished trials so far, none in flight
+    assert len(kept.trials) == labels.count("finished")
 
     done = run_arnn(*_sweep_command(spec, tmp_path, "stopped", "--resume")[3:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -445,6 +486,7 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     ran = [(c.data.tags["arnn.sampled"], c.data.tags["arnn.attempts"]) for c in children]
     assert len(study.trials) == 3, (told, ran)
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}, (told, ran)
+    _assert_kept_study_matches(_kept_study(tmp_path, "stopped"), children)
 
 
 def test_resuming_with_a_changed_spec_is_refused_naming_the_keys(tmp_path):

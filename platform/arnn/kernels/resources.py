@@ -21,11 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from arnn.kernels import triton_scan
+from arnn.tables import console
 
 H100 = GPUTarget("cuda", 90, 32)
 H100_SHARED_BYTES = 232_448  # the most one block may opt into on sm_90 (227 KiB)
@@ -117,15 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = [compile_variant(*variant) for variant in variants(hiddens)]
         print(json.dumps([{**dataclasses.asdict(r), "fits": r.fits} for r in found]))
         return 0
-    print(f"{'kernel':9} {'H':>4} {'gated':>5} {'keep':>5} {'shared':>9} {'regs':>5} spilled")
-    for variant in variants(hiddens):
-        r = compile_variant(*variant)
-        note = "" if r.fits else f"  exceeds {H100_SHARED_BYTES} bytes: fails at launch"
-        print(
-            f"{r.kernel:9} {r.hidden:4d} {r.gated!s:>5} {r.keep!s:>5} {r.shared_bytes:9d} "
-            f"{r.registers:5d} {r.spilled_bytes:7d}{note}",
-            flush=True,
-        )
+    found = [compile_variant(*variant) for variant in variants(hiddens)]
+    table = pd.DataFrame(
+        {
+            "kernel": [r.kernel for r in found],
+            "H": [r.hidden for r in found],
+            "gated": [str(r.gated) for r in found],
+            "keep": [str(r.keep) for r in found],
+            "shared": [r.shared_bytes for r in found],
+            "regs": [r.registers for r in found],
+            "spilled": [r.spilled_bytes for r in found],
+            "note": [
+                "" if r.fits else f"exceeds {H100_SHARED_BYTES} bytes: fails at launch"
+                for r in found
+            ],
+        }
+    )
+    print(console(table))
     return 0
 
 

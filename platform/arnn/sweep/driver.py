@@ -16,7 +16,9 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
+import pandas as pd
 import yaml
 
 from arnn import scoring
@@ -24,10 +26,13 @@ from arnn.data import DATA_DIR_ENV, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.interrupt import Interrupted, StopSignals
 from arnn.provenance import provenance_tags
+from arnn.report import write_report
 from arnn.results import trial_records
+from arnn.sweep import names
 from arnn.sweep.ray_runtime import check_address, connect, disconnect
 from arnn.sweep.space import num_trials
-from arnn.sweep.spec import Spec, load_spec
+from arnn.sweep.spec import SPEC_TAG, Spec, load_spec
+from arnn.sweep.study import resolve_study_storage, shown, write_study
 from arnn.sweep.tune import (
     KIND_TAG,
     SWEEP_TAG,
@@ -36,10 +41,12 @@ from arnn.sweep.tune import (
     run_sweep,
     tune_state_exists,
 )
+from arnn.tables import console
 from arnn.tasks import create_task
 from arnn.tracking import (
     TrackedRun,
     absolute_tracking_uri,
+    browse_hint,
     is_local_store,
     resolve_tracking_uri,
     runs_frame,
@@ -47,7 +54,6 @@ from arnn.tracking import (
 
 DEFAULT_STORAGE = "ray_results"
 SPEC_HASH_TAG = "arnn.spec_hash"
-SPEC_TAG = "arnn.spec"  # the spec as JSON, every default filled in: what a resume compares
 
 
 @dataclasses.dataclass
@@ -76,10 +82,14 @@ def sweep(
     experiment: str = "arnn",
     tags: dict[str, str] | None = None,
     score_test: bool = False,
+    study_storage: str | None = None,
+    trial_kind: Literal["trial", "final"] = "trial",
 ) -> SweepOutcome:
     """Run (or resume) a sweep: a Spec, or the path of its YAML file. `tags` go on the
     sweep's MLflow run and on every trial's; `score_test` scores each trial's test split
-    (final runs do, search trials do not). Raises Interrupted after SIGINT or SIGTERM,
+    (final runs do, search trials do not); `trial_kind` is the trials' arnn.kind (trial,
+    or final for final runs). The Optuna study is written to `study_storage` (arnn.sweep.
+    study's default beside a tracking file). Raises Interrupted after SIGINT or SIGTERM,
     with every run closed and the resume command printed."""
     spec_file = None if isinstance(spec, Spec) else Path(spec)
     if spec_file is not None:
@@ -93,6 +103,7 @@ def sweep(
     check_address(address)
     uri = absolute_tracking_uri(resolve_tracking_uri(tracking_uri))
     check_tracking_reachable(address, uri)
+    study_url = resolve_study_storage(study_storage, uri, address)
     name = name or f"{spec.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     if data_dir is None and address == "local":
         # Trials run in folders of their own: a relative $ARNN_DATA_DIR means this one.
@@ -112,6 +123,8 @@ def sweep(
         resume=resume,
         tags=tuple(sorted((tags or {}).items())),
         score_test=score_test,
+        trial_kind=trial_kind,
+        study_storage=study_url,
         provenance=tuple(sorted(provenance_tags().items())),
     )
     exists = can_resume(settings)
@@ -138,6 +151,7 @@ def sweep(
         storage_path=storage_path,
         experiment=experiment,
         data_dir=data_dir,
+        study_storage=study_storage,
     )
 
     connect(address)
@@ -148,7 +162,8 @@ def sweep(
             print(
                 f"sweep {name}: {total} trials of {spec.task} / {spec.model}, at most "
                 f"{max_concurrent or spec.max_concurrent} at once; MLflow run "
-                f"{parent.run_id} in {settings.tracking_uri}",
+                f"{parent.run_id} in {settings.tracking_uri}\n"
+                f"browse it: {browse_hint(settings.tracking_uri, experiment, parent.run_id)}",
                 flush=True,
             )
             try:
@@ -164,6 +179,7 @@ def sweep(
                 _end_interrupted(parent, settings, total, tuned.interrupted_by, resume_command)
             _close_leftovers(parent, settings, status="KILLED", label=scoring.PRUNED)
             outcome = _summarise(parent, settings, total)
+            _keep_records(parent, settings)
             if outcome.every_trial_failed:
                 first = tuned.errors[0] if tuned.errors else "no error recorded"
                 print(f"every trial failed; the first: {first}", file=sys.stderr)
@@ -208,8 +224,13 @@ def _storage(flag: str | None) -> str:
 
 
 def _spec_content(spec: Spec, total: int) -> dict:
-    """What a sweep searches: the spec with every default, and its number of trials."""
-    return {**spec.model_dump(mode="json"), "num_samples": total}
+    """What a sweep searches: the spec with every default, and its number of trials. Left
+    out: `map` (it changes only the report), and points_to_evaluate while empty (a key
+    younger than sweeps already recorded, which must still resume)."""
+    content = {**spec.model_dump(mode="json", exclude={"map"}), "num_samples": total}
+    if not content["points_to_evaluate"]:
+        del content["points_to_evaluate"]
+    return content
 
 
 def spec_hash(spec: Spec, total: int) -> str:
@@ -268,7 +289,7 @@ def _open_parent(settings: SweepSettings, total: int, previous: TrackedRun | Non
     run = TrackedRun.start(
         tracking_uri=settings.tracking_uri,
         experiment=settings.experiment,
-        run_name=settings.name,
+        run_name=names.sweep_name(settings.name, spec.name),
         params={
             "spec": spec.name,
             "task": spec.task,
@@ -330,6 +351,7 @@ def _end_interrupted(
     """Close what an interruption left open, say how to go on, raise Interrupted."""
     in_flight = _close_leftovers(parent, settings, status="KILLED", label=scoring.INTERRUPTED)
     _summarise(parent, settings, total)
+    _keep_records(parent, settings)
     parent.close("KILLED", scoring.INTERRUPTED)
     stopped = Interrupted(signum)
     print(
@@ -342,6 +364,45 @@ def _end_interrupted(
     raise stopped
 
 
+def _keep_records(parent: TrackedRun, settings: SweepSettings) -> None:
+    """What a sweep leaves beside its runs when it ends (and again after a resume): its
+    report as artifacts of its run (arnn.report), its Optuna study (arnn.sweep.study)."""
+    try:
+        files = write_report(settings.tracking_uri, settings.experiment, parent.run_id)
+        print(f"\nreport: {', '.join(files.files)} in {files.location}", flush=True)
+    except Exception as error:  # the trials are recorded: a plot must not fail the sweep
+        print(
+            f"\nreport not written ({type(error).__name__}: {error}); "
+            f"`arnn report {settings.name}` writes it again",
+            file=sys.stderr,
+            flush=True,
+        )
+    if settings.study_storage is None:
+        print("Optuna study not kept: give --study-storage (an SQLAlchemy URL) to keep it")
+    else:
+        storage = shown(settings.study_storage)
+        try:
+            written = write_study(
+                settings.study_storage,
+                settings.name,
+                settings.spec,
+                _children(parent, settings),
+                settings.tracking_uri,
+                parent.run_id,
+            )
+            print(
+                f"Optuna study {settings.name!r} ({written} trials) in {storage}: "
+                f"optuna-dashboard {storage}"
+            )
+        except Exception as error:  # the trials are recorded in MLflow: the sweep goes on
+            print(
+                f"Optuna study not written to {storage} ({type(error).__name__}: {error})",
+                file=sys.stderr,
+            )
+    where = browse_hint(settings.tracking_uri, settings.experiment, parent.run_id)
+    print(f"the sweep's run: {where}", flush=True)
+
+
 def _resume_command(spec_file, **given) -> str:
     """The command that resumes this sweep: its spec, name and every flag given that
     changes what or where it runs."""
@@ -351,6 +412,7 @@ def _resume_command(spec_file, **given) -> str:
     defaults = {"address": "local", "experiment": "arnn"}
     for key, value in given.items():
         if value is not None and value != defaults.get(key):
+            value = shown(value) if key == "study_storage" else value
             words += ["--" + key.replace("_", "-"), str(value)]
     return shlex.join(words)
 
@@ -378,23 +440,19 @@ def _summarise(parent: TrackedRun, settings: SweepSettings, total: int) -> Sweep
 def _print_trials(records: list[scoring.TrialRecord], metric: str) -> None:
     if not records:
         return
-    names = sorted({k for record in records for k in record.sampled})
-    header = ["trial", "outcome", "epochs", f"best {metric}", *names, "MLflow run"]
-    table = [
+    sampled = sorted({k for record in records for k in record.sampled})
+    table = pd.DataFrame(
         [
-            record.trial,
-            record.outcome,
-            "" if record.epochs is None else str(record.epochs),
-            "" if record.score is None else f"{record.score:.4f}",
-            *[_short(record.sampled.get(n, "")) for n in names],
-            record.run_id or "",
-        ]
-        for record in records
-    ]
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    for line in [header, *table]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-
-
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+            [
+                record.trial,
+                record.outcome,
+                "" if record.epochs is None else str(record.epochs),
+                "" if record.score is None else f"{record.score:.4f}",
+                *[names.short(record.sampled.get(k, ""), digits=4) for k in sampled],
+                record.run_id or "",
+            ]
+            for record in records
+        ],
+        columns=["trial", "outcome", "epochs", f"best {metric}", *sampled, "MLflow run"],
+    )
+    print(console(table))

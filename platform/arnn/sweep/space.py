@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
+from arnn import scoring
 from arnn.sweep.spec import BoolParam, CategoricalParam, FloatParam, IntParam, Spec, param_values
 
 
@@ -37,6 +39,38 @@ def _suggest(trial: optuna.Trial, name: str, param) -> Any:
     if isinstance(param, BoolParam):
         return trial.suggest_categorical(name, [False, True])
     raise TypeError(f"unknown parameter kind {param!r}")
+
+
+def distributions(spec: Spec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Each parameter's Optuna distribution, as DefineByRun suggests it."""
+    found: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, param in spec.params.items():
+        if isinstance(param, FloatParam):
+            found[name] = optuna.distributions.FloatDistribution(
+                param.low, param.high, log=param.log, step=param.step
+            )
+        elif isinstance(param, IntParam):
+            found[name] = optuna.distributions.IntDistribution(
+                param.low, param.high, log=param.log, step=param.step
+            )
+        elif isinstance(param, CategoricalParam):
+            found[name] = optuna.distributions.CategoricalDistribution(param.choices)
+        else:
+            found[name] = optuna.distributions.CategoricalDistribution([False, True])
+    return found
+
+
+def trial_state(outcome: str, score: float | None) -> optuna.trial.TrialState | None:
+    """What Optuna is told of a trial that ended with `outcome` (arnn.scoring): finished
+    with a score COMPLETE, stopped by ASHA PRUNED, diverged, failed or finished without a
+    finite score FAIL; None for one that has not ended (in flight, interrupted)."""
+    if outcome == scoring.FINISHED:
+        return TrialState.COMPLETE if score is not None else TrialState.FAIL
+    if outcome == scoring.PRUNED:
+        return TrialState.PRUNED
+    if outcome in (scoring.DIVERGED, scoring.FAILED):
+        return TrialState.FAIL
+    return None
 
 
 def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:

@@ -20,6 +20,7 @@ from arnn.models import list_models, model_entry
 
 Scalar = str | int | float | bool
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+SPEC_TAG = "arnn.spec"  # on a sweep's run: the spec as JSON, every default filled in
 _SPEC_ONLY_PARAMS = ("gated",)  # sampled, but not TrainConfig fields themselves
 
 
@@ -96,8 +97,8 @@ class Spec(_Strict):
     # Trials evaluated first, in order, before the sampler proposes any: e.g. a model's
     # published settings. Each gives a value to every parameter its conditions make active.
     points_to_evaluate: list[dict[str, Scalar]] = pydantic.Field(default_factory=list)
-    # The two parameters of the sweep report's outcome map (default: eps and gamma where
-    # both are searched, else the first two numeric parameters).
+    # The two parameters of the sweep report's outcome map, any kind (default: eps and
+    # gamma where both are searched, else the first two numeric parameters).
     map: list[str] | None = pydantic.Field(None, min_length=2, max_length=2)
     sampler: Sampler = Sampler()
     scheduler: Annotated[Asha | NoScheduler, pydantic.Field(discriminator="type")] = Asha(
@@ -135,9 +136,9 @@ class Spec(_Strict):
         both are searched, else the first two numeric ones (None when there are not two)."""
         if self.map:
             return self.map[0], self.map[1]
-        numeric = [name for name, param in self.params.items() if is_numeric(param)]
-        if {"eps", "gamma"} <= set(numeric):
+        if {"eps", "gamma"} <= set(self.params):
             return "eps", "gamma"
+        numeric = [name for name, param in self.params.items() if is_numeric(param)]
         return (numeric[0], numeric[1]) if len(numeric) >= 2 else None
 
     @property
@@ -312,11 +313,9 @@ def _cross_checks(spec: Spec) -> list[str]:
     if not problems:
         problems.extend(_point_problems(spec))
     for i, name in enumerate(spec.map or []):
-        if name not in spec.params or not is_numeric(spec.params[name]):
-            numeric = [n for n, param in spec.params.items() if is_numeric(param)]
+        if name not in spec.params:
             problems.append(
-                f"map[{i}]: {name!r} is not a numeric parameter in params "
-                f"(those are: {', '.join(numeric) or 'none'})"
+                f"map[{i}]: {name!r} is not in params ({', '.join(spec.params) or 'none'})"
             )
     return problems
 

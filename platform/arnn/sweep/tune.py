@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ray
 from optuna.trial import TrialState
@@ -35,12 +35,16 @@ from ray.tune.search.optuna import OptunaSearch
 
 from arnn import scoring
 from arnn.interrupt import Interrupted, StopSignals
-from arnn.sweep.space import DefineByRun, make_sampler
+from arnn.sweep import names
+from arnn.sweep.space import DefineByRun, make_sampler, trial_state
 from arnn.sweep.spec import Asha, Spec
 from arnn.tracking import TrackedRun, config_params, run_tags
 from arnn.train import EpochMetrics, kernel_path, read_checkpoint, resolve_device, train
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG = "arnn.sweep", "arnn.trial_id", "arnn.kind"
+# The trial's number in the sweep (Optuna's, from 0), which the searcher adds to the values
+# it suggests: the trainable takes it out again, and names the trial's run by it.
+TRIAL_NUMBER = "arnn_trial_number"
 STATE = "arnn_state"  # in every trial result: running, finished or diverged
 SCORE = "trial_score"  # in every trial result and run: arnn.scoring.score over its epochs
 
@@ -62,6 +66,8 @@ class SweepSettings:
     parent_run_id: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # set on the sweep's run and on every trial's
     score_test: bool = False  # search trials leave the test split to the final runs
+    trial_kind: Literal["trial", "final"] = "trial"  # arnn.kind of the trials' runs
+    study_storage: str | None = None  # where the driver writes the Optuna study
     # The driver's provenance (arnn.provenance), recorded on every trial: a cluster's
     # workers run the same code from a copy that may hold no git checkout.
     provenance: tuple[tuple[str, str], ...] = ()
@@ -79,9 +85,10 @@ class TuneOutcome:
 # ---------------------------------------------------------------- inside a trial
 
 
-def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
+def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
     """The Tune function trainable: one trial, reporting every epoch with a checkpoint."""
     spec = settings.spec
+    sampled = {k: v for k, v in suggested.items() if k != TRIAL_NUMBER}
     placement = {"data_dir": settings.data_dir} if settings.data_dir else {}
     config = spec.trial_config(sampled, **placement)
     _cap_gpu_memory(spec.resources.gpu)
@@ -91,7 +98,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     if checkpoint is not None:
         checkpoint.to_directory(str(folder))
     saved = read_checkpoint(folder)
-    run = _trial_run(settings, trial_id, config, sampled)
+    run = _trial_run(settings, trial_id, config, sampled, suggested.get(TRIAL_NUMBER))
     run.set_tags(  # of this attempt: where it ran and the epoch it went on from
         {
             "arnn.resumed_from_epoch": 0 if saved is None else saved["epoch"],
@@ -134,7 +141,7 @@ def run_trial(sampled: dict[str, Any], settings: SweepSettings) -> None:
     )
 
 
-def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> TrackedRun:
+def _trial_run(settings: SweepSettings, trial_id: str, config, sampled, number) -> TrackedRun:
     """This trial's MLflow run: the one it had before a retry or resume, else a new one."""
     tags = {TRIAL_TAG: trial_id, "mlflow.parentRunId": settings.parent_run_id}
     run = TrackedRun.find(
@@ -149,13 +156,18 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled) -> Track
     return TrackedRun.start(
         tracking_uri=settings.tracking_uri,
         experiment=settings.experiment,
-        run_name=f"{settings.name}-{trial_id}",
+        run_name=(
+            names.final_name(config.seed)
+            if settings.trial_kind == "final"
+            else names.trial_name(number, sampled)
+        ),
         params={**config_params(config), **{f"sampled.{k}": str(v) for k, v in sampled.items()}},
         tags={
             **run_tags(config, str(device), kernel_path(config, device)),
             TRIAL_TAG: trial_id,
             SWEEP_TAG: settings.name,
-            KIND_TAG: "trial",
+            KIND_TAG: settings.trial_kind,
+            "arnn.trial_number": "" if number is None else str(number),
             "arnn.attempts": "1",
             "arnn.sampled": json.dumps(sampled, sort_keys=True),
             **dict(settings.provenance),
@@ -193,6 +205,12 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     when the sweep is interrupted is not told anything: `--resume` finishes it.
     """
 
+    def suggest(self, trial_id: str) -> dict | None:
+        suggested = super().suggest(trial_id)
+        if not isinstance(suggested, dict):  # None (wait) or FINISHED
+            return suggested
+        return {**suggested, TRIAL_NUMBER: self._ot_trials[trial_id].number}
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if result.get(STATE) == "running":  # epoch results; the closing summary is not one
             super().on_trial_result(trial_id, result)
@@ -205,15 +223,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         score = (result or {}).get(SCORE)
         trial = self._ot_trials[trial_id]
         if error:
-            outcome, told = scoring.FAILED, {"state": TrialState.FAIL}
-        elif state == "diverged":
-            outcome, told = scoring.DIVERGED, {"state": TrialState.FAIL}
-        elif state == "finished" and score is not None:
-            outcome, told = scoring.FINISHED, {"values": score}
-        elif state == "finished":  # finished without one finite value: nothing to learn
-            outcome, told = scoring.FINISHED, {"state": TrialState.FAIL}
+            outcome = scoring.FAILED
+        elif state in (scoring.DIVERGED, scoring.FINISHED):
+            outcome = state
         else:
-            outcome, told = scoring.PRUNED, {"state": TrialState.PRUNED}
+            outcome = scoring.PRUNED
+        told_state = trial_state(outcome, score)
+        told = {"values": score} if told_state == TrialState.COMPLETE else {"state": told_state}
         try:
             trial.set_user_attr("arnn_outcome", outcome)
             self._ot_study.tell(trial, **told)
@@ -247,13 +263,14 @@ def _close_if_open(settings: SweepSettings, trial_id: str, status: str, label: s
 
 
 class ConsoleProgress(tune.Callback):
-    """One line whenever a trial starts or ends: how many run, how each ended, the best
-    finished trial's score (arnn.scoring's rule)."""
+    """One line whenever what it says changes, as a trial starts or ends: how many run,
+    how each ended, the best finished trial's score (arnn.scoring's rule)."""
 
     def __init__(self, total: int, metric: str, mode: str):
         self.total, self.metric, self.mode = total, metric, mode
         self.started = time.time()
         self.ended: dict[str, scoring.TrialRecord] = {}
+        self.said = ""
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._print(trials)
@@ -278,13 +295,14 @@ class ConsoleProgress(tune.Callback):
             if best
             else "no finished trial yet"
         )
-        print(
-            f"[{time.time() - self.started:6.0f} s] {running} running, "
-            f"{len(self.ended)}/{self.total} done ({counts['finished']} finished, "
-            f"{counts['pruned']} pruned, {counts['diverged']} diverged, "
-            f"{counts['failed']} failed); {best}",
-            flush=True,
+        line = (
+            f"{running} running, {len(self.ended)}/{self.total} done ({counts['finished']} "
+            f"finished, {counts['pruned']} pruned, {counts['diverged']} diverged, "
+            f"{counts['failed']} failed); {best}"
         )
+        if line != self.said:
+            print(f"[{time.time() - self.started:6.0f} s] {line}", flush=True)
+            self.said = line
 
 
 def sweep_dir(settings: SweepSettings) -> str:

@@ -1,0 +1,131 @@
+"""The sweep's Optuna study, kept in a database under the sweep's name, so that
+`optuna.load_study` and `optuna-dashboard` work on it.
+
+It is written from MLflow, the record of the sweep (one run per trial, a resumed trial
+keeping its run): when a sweep ends, interrupted or not, its study is written again whole,
+so that it holds exactly one trial per finished trial run, in the order the searcher asked
+for them, with the state MLflow says (COMPLETE with the trial's score, PRUNED, FAIL) and
+the metric's value at each epoch. Trials still in flight (an interrupted sweep's) are not
+in it until a resume finishes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from arnn.errors import UsageError
+from arnn.results import number_or_none
+from arnn.sweep.space import distributions, trial_state
+from arnn.sweep.spec import Spec
+from arnn.tracking import connect, is_local_store
+
+STUDY_STORAGE_ENV = "ARNN_STUDY_STORAGE"
+
+
+def resolve_study_storage(flag: str | None, tracking_uri: str, address: str) -> str | None:
+    """--study-storage, else $ARNN_STUDY_STORAGE, else an SQLite file beside a tracking
+    store in files (None beside a tracking server: there is no folder to put it in). A
+    file on this machine is refused for a cluster, as the tracking store is."""
+    chosen = flag or os.environ.get(STUDY_STORAGE_ENV) or _beside(tracking_uri)
+    if chosen is not None:
+        try:
+            sqlalchemy.engine.make_url(chosen)
+        except sqlalchemy.exc.ArgumentError:
+            raise UsageError(
+                f"--study-storage: {chosen!r} is not an SQLAlchemy database URL "
+                "(e.g. sqlite:///optuna.db, postgresql://HEAD/optuna)"
+            ) from None
+    if chosen is not None and address != "local" and is_local_store(chosen):
+        raise UsageError(
+            f"--study-storage: {chosen} is a file on this machine; for a cluster "
+            f"(--address {address}) keep the study in the head's database, e.g. "
+            "postgresql://HEAD/optuna"
+        )
+    return chosen
+
+
+def _beside(tracking_uri: str) -> str | None:
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    elif tracking_uri.startswith("file:"):
+        folder = Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
+    elif "://" not in tracking_uri:
+        folder = Path(tracking_uri)
+    else:
+        return None
+    return f"sqlite:///{folder.resolve() / 'optuna.db'}"
+
+
+def write_study(storage: str, name: str, spec: Spec, trials, tracking_uri: str, parent: str) -> int:
+    """Write the study of sweep `name` (MLflow run `parent`) into `storage` from its trial
+    runs (`trials`: the runs_frame rows of the sweep's trials); the number of trials
+    written. A study of that name that another sweep wrote is not replaced: UsageError."""
+    try:
+        kept = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # not written before
+        kept = None
+    if kept is not None:
+        owner = kept.user_attrs.get("mlflow_parent_run_id")
+        if owner != parent:
+            raise UsageError(
+                f"a study named {name!r} in {shown(storage)} belongs to another sweep "
+                f"(MLflow run {owner}); name this sweep otherwise, or use another --study-storage"
+            )
+        optuna.delete_study(study_name=name, storage=storage)
+    frozen = [
+        trial
+        for row in sorted(trials.to_dict("records"), key=_order)
+        if (trial := _frozen(row, spec, tracking_uri)) is not None
+    ]
+    study = optuna.create_study(study_name=name, storage=storage, direction=f"{spec.mode}imize")
+    study.set_user_attr("metric", spec.metric)
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    study.add_trials(frozen)
+    return len(frozen)
+
+
+def shown(storage: str) -> str:
+    """The storage URL with its password, if any, as ***: for the console."""
+    return sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
+
+
+def _order(row: dict) -> tuple:
+    number = number_of(row)
+    return (number is None, number or 0, row.get("start_time"))
+
+
+def number_of(row: dict) -> int | None:
+    """The trial's number in its sweep (arnn.trial_number), where it has one."""
+    number = str(row.get("tags.arnn.trial_number") or "")
+    return int(number) if number.isdigit() else None
+
+
+def _frozen(row: dict, spec: Spec, tracking_uri: str) -> optuna.trial.FrozenTrial | None:
+    outcome = str(row.get("tags.arnn.status") or "")
+    score = number_or_none(row.get("metrics.trial_score"))
+    state = trial_state(outcome, score)
+    if state is None:
+        return None  # in flight or interrupted: not ended, so not in the study yet
+    sampled = json.loads(row.get("tags.arnn.sampled") or "{}")
+    every = distributions(spec)
+    params = {k: v for k, v in sampled.items() if k in every}
+    history = connect(tracking_uri).get_metric_history(row["run_id"], spec.metric)
+    return optuna.trial.create_trial(
+        state=state,
+        value=score if state == optuna.trial.TrialState.COMPLETE else None,
+        params=params,
+        distributions={k: every[k] for k in params},
+        intermediate_values={int(m.step): m.value for m in history if math.isfinite(m.value)},
+        user_attrs={
+            "arnn_outcome": outcome,
+            "arnn_trial_number": number_of(row),
+            "mlflow_run_id": row["run_id"],
+            "mlflow_run_name": row.get("tags.mlflow.runName") or "",
+        },
+    )
