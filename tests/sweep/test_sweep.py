@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -470,6 +471,9 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     kept = _kept_study(tmp_path, "stopped")  # the finished trials so far, none in flight
     assert len(kept.trials) == labels.count("finished")
+    client = MlflowClient(uri)
+    report = {"curves.png", "map.png", "importance.png", "importance.json", "trials.csv"}
+    assert report <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
     done = run_arnn(*_sweep_command(spec, tmp_path, "stopped", "--resume")[3:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -487,6 +491,10 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     assert len(study.trials) == 3, (told, ran)
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}, (told, ran)
     _assert_kept_study_matches(_kept_study(tmp_path, "stopped"), children)
+    with tempfile.TemporaryDirectory() as folder:  # the report, written again after the resume
+        path = client.download_artifacts(parents[0].info.run_id, "trials.csv", folder)
+        rows = Path(path).read_text().strip().splitlines()[1:]
+    assert len(rows) == 3 and all(",finished," in row for row in rows), rows
 
 
 def test_resuming_with_a_changed_spec_is_refused_naming_the_keys(tmp_path):
