@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import glob
 import json
 import os
@@ -89,6 +90,10 @@ def _assert_kept_study_matches(study: optuna.Study, children) -> None:
         assert trial.params == json.loads(run.data.tags["arnn.sampled"])
         if trial.state.name == "COMPLETE":
             assert trial.value == run.data.metrics["trial_score"]
+        # when the trial ran, not when the study was written
+        started = datetime.datetime.fromtimestamp(run.info.start_time / 1000)
+        assert abs((trial.datetime_start - started).total_seconds()) < 0.01
+        assert trial.datetime_complete >= trial.datetime_start
 
 
 def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch):

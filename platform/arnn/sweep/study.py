@@ -11,12 +11,14 @@ in it until a resume finishes them.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import sqlalchemy
 
 from arnn.errors import UsageError
@@ -116,7 +118,7 @@ def _frozen(row: dict, spec: Spec, tracking_uri: str) -> optuna.trial.FrozenTria
     every = distributions(spec)
     params = {k: v for k, v in sampled.items() if k in every}
     history = connect(tracking_uri).get_metric_history(row["run_id"], spec.metric)
-    return optuna.trial.create_trial(
+    trial = optuna.trial.create_trial(
         state=state,
         value=score if state == optuna.trial.TrialState.COMPLETE else None,
         params=params,
@@ -128,4 +130,22 @@ def _frozen(row: dict, spec: Spec, tracking_uri: str) -> optuna.trial.FrozenTria
             "mlflow_run_id": row["run_id"],
             "mlflow_run_name": row.get("tags.mlflow.runName") or "",
         },
+    )
+    # when it ran, as its MLflow run says (not when the study was written)
+    trial.datetime_start = _moment(row.get("start_time"))
+    trial.datetime_complete = _moment(row.get("end_time")) or trial.datetime_start
+    return trial
+
+
+def _moment(value) -> datetime.datetime | None:
+    """A runs_frame time (a UTC pandas Timestamp, NaT where unset) as a naive local
+    datetime, the way Optuna records its own."""
+    if value is None or pd.isna(value):
+        return None
+    return (
+        value.tz_convert(None)
+        .to_pydatetime()
+        .replace(tzinfo=datetime.UTC)
+        .astimezone()
+        .replace(tzinfo=None)
     )
