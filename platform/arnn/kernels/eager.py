@@ -86,28 +86,34 @@ class RecurrenceScan(torch.autograd.Function):
             if gated:
                 candidate, gate = work[t, :, :hidden], work[t, :, hidden:]
                 to_candidate, to_gate = dh * gate, dh * candidate
-                _tanh_backward(to_candidate, candidate, out=candidate)
-                _sigmoid_backward(to_gate, gate, out=gate)
+                tanh_backward(to_candidate, candidate, out=candidate)
+                sigmoid_backward(to_gate, gate, out=gate)
                 g = candidate + gate
             else:
-                g = _tanh_backward(dh, work[t], out=work[t])
+                g = tanh_backward(dh, work[t], out=work[t])
             grad_a_t.addmm_(states[t].T, g, alpha=eps)
             dh = torch.addmm(dh, g, a, alpha=eps)
         grad_pre = work.view(steps * work.shape[1], -1).mul_(eps)  # now dL/du, time-major
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            steps_, batch, inputs = ctx.input_shape[1], ctx.input_shape[0], ctx.input_shape[2]
-            grad_x = (grad_pre @ weight).view(steps_, batch, inputs).transpose(0, 1)
-        grad_weight = grad_pre.T @ x_rows
-        grad_bias = grad_pre.sum(0)
+        grad_x, grad_weight, grad_bias = input_map_grads(ctx, grad_pre, weight, x_rows)
         return grad_x, grad_weight, grad_bias, grad_a_t, dh, None, None, None
 
 
-def _tanh_backward(grad, output, out):
+def tanh_backward(grad, output, out):
     """grad * (1 - output^2), written into `out` (which may be `output` itself)."""
     return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
 
 
-def _sigmoid_backward(grad, output, out):
+def sigmoid_backward(grad, output, out):
     """grad * output * (1 - output), written into `out` (which may be `output` itself)."""
     return torch.ops.aten.sigmoid_backward.grad_input(grad, output, grad_input=out)
+
+
+def input_map_grads(ctx, grad_rows, weight, x_rows):
+    """The gradients of the input map u = x weight^T + bias, taken for all steps at once
+    from dL/du as time-major rows [T*B, k]: (dL/dx [B, T, m], None where x needs none;
+    dL/dweight; dL/dbias). `ctx.input_shape` is x's shape."""
+    grad_x = None
+    if ctx.needs_input_grad[0]:
+        batch, steps, inputs = ctx.input_shape
+        grad_x = (grad_rows @ weight).view(steps, batch, inputs).transpose(0, 1)
+    return grad_x, grad_rows.T @ x_rows, grad_rows.sum(0)

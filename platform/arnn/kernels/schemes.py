@@ -35,7 +35,12 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from arnn.kernels.eager import refuse_second_backward
+from arnn.kernels.eager import (
+    input_map_grads,
+    refuse_second_backward,
+    sigmoid_backward,
+    tanh_backward,
+)
 
 SCHEMES = ("euler", "midpoint", "rk4", "leapfrog")
 ACTIVATIONS = ("tanh", "identity")
@@ -109,14 +114,14 @@ def _stage_backward_(dk, act, hidden, gated, activation):
         candidate, gate = act[:, :hidden], act[:, hidden:]
         to_candidate, to_gate = dk * gate, dk * candidate
         if activation == "tanh":
-            _tanh_backward(to_candidate, candidate, out=candidate)
+            tanh_backward(to_candidate, candidate, out=candidate)
         else:
             candidate.copy_(to_candidate)
-        _sigmoid_backward(to_gate, gate, out=gate)
+        sigmoid_backward(to_gate, gate, out=gate)
         candidate.add_(gate)
         return act
     if activation == "tanh":
-        return _tanh_backward(dk, act, out=act)
+        return tanh_backward(dk, act, out=act)
     return act.copy_(dk)
 
 
@@ -125,12 +130,7 @@ def _input_gradients(ctx, grad_u, x_rows, weight, hidden, gated):
     [g_h + g_z, g_z], fixed here to [g_h, g_z]."""
     if gated:
         grad_u[..., :hidden].sub_(grad_u[..., hidden:])
-    rows = grad_u.view(-1, grad_u.shape[-1])
-    grad_x = None
-    if ctx.needs_input_grad[0]:
-        batch, steps, inputs = ctx.input_shape
-        grad_x = (rows @ weight).view(steps, batch, inputs).transpose(0, 1)
-    return grad_x, rows.T @ x_rows, rows.sum(0)
+    return input_map_grads(ctx, grad_u.view(-1, grad_u.shape[-1]), weight, x_rows)
 
 
 class RungeKuttaScan(torch.autograd.Function):
@@ -296,13 +296,3 @@ def _advance(base, act, scale, hidden, gated, out):
     if gated:
         return torch.addcmul(base, act[:, :hidden], act[:, hidden:], value=scale, out=out)
     return torch.add(base, act, alpha=scale, out=out)
-
-
-def _tanh_backward(grad, output, out):
-    """grad * (1 - output^2), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
-
-
-def _sigmoid_backward(grad, output, out):
-    """grad * output * (1 - output), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.sigmoid_backward.grad_input(grad, output, grad_input=out)

@@ -111,14 +111,7 @@ def _classifier(
     input_size, output_size, hidden, options: AntisymmetricOptions, kernel: str, **shape
 ) -> SequenceClassifier:
     encoder = AntisymmetricEncoder(
-        input_size,
-        hidden,
-        eps=options.eps,
-        gamma=options.gamma,
-        sigma_w=options.sigma_w,
-        kernel=kernel,
-        scheme=options.scheme,
-        **shape,
+        input_size, hidden, kernel=kernel, **options.model_dump(), **shape
     )
     return SequenceClassifier(encoder, hidden, output_size)
 

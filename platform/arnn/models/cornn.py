@@ -31,7 +31,11 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from arnn.kernels.eager import refuse_second_backward
+from arnn.kernels.eager import (
+    input_map_grads,
+    refuse_second_backward,
+    tanh_backward,
+)
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -128,26 +132,16 @@ class CoRNNScan(torch.autograd.Function):
             if ctx.keep:
                 dy = dy + grad_out[:, t]
             dz_total = torch.add(dz, dy, alpha=dt)
-            g = _tanh_backward(dz_total, work[t], out=work[t])
+            g = tanh_backward(dz_total, work[t], out=work[t])
             grad_r_t.addmm_(states[t].T, g, alpha=c_a)
             new = torch.empty_like(ds)
             torch.mul(dz_total, c_z, out=new[:, :hidden])
             torch.add(dy, dz_total, alpha=c_y, out=new[:, hidden:])
             ds = new.addmm_(g, r, alpha=c_a)
         grad_pre = work.view(steps * work.shape[1], hidden).mul_(c_a)  # dL/du, time-major
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            batch, steps_, inputs = ctx.input_shape
-            grad_x = (grad_pre @ v).view(steps_, batch, inputs).transpose(0, 1)
-        grad_v = grad_pre.T @ x_rows
-        grad_bias = grad_pre.sum(0)
+        grad_x, grad_v, grad_bias = input_map_grads(ctx, grad_pre, v, x_rows)
         grad_y0, grad_z0 = ds[:, hidden:], ds[:, :hidden]
         return grad_x, grad_v, grad_bias, grad_r_t, grad_y0, grad_z0, *([None] * 6)
-
-
-def _tanh_backward(grad, output, out):
-    """grad * (1 - output^2), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
 
 
 class CoRNNEncoder(nn.Module):

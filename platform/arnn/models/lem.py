@@ -32,7 +32,12 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from arnn.kernels.eager import refuse_second_backward
+from arnn.kernels.eager import (
+    input_map_grads,
+    refuse_second_backward,
+    sigmoid_backward,
+    tanh_backward,
+)
 from arnn.models._layers import LoopEncoder, SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -117,39 +122,24 @@ class LEMScan(torch.autograd.Function):
             to_gate = dy * (cand_y - y_prev)
             to_cand = dy * s_bar
             dy_next = torch.addcmul(dy, dy, s_bar, value=-dt)
-            _sigmoid_backward(to_gate, s_bar, out=s_bar)  # g of Δ̄'s pre-activation
-            _tanh_backward(to_cand, cand_y, out=cand_y)  # g of c_y's pre-activation
+            sigmoid_backward(to_gate, s_bar, out=s_bar)  # g of Δ̄'s pre-activation
+            tanh_backward(to_cand, cand_y, out=cand_y)  # g of c_y's pre-activation
             dz = torch.addmm(dz, cand_y, wy, alpha=dt)
             # z_t = z + dt s (c_z − z)
             to_gate = dz * (cand_z - z_prev)
             to_cand = dz * s
             dz = torch.addcmul(dz, dz, s, value=-dt)
-            _sigmoid_backward(to_gate, s, out=s)
-            _tanh_backward(to_cand, cand_z, out=cand_z)
+            sigmoid_backward(to_gate, s, out=s)
+            tanh_backward(to_cand, cand_z, out=cand_z)
             dy = torch.addmm(dy_next, step[:, : 3 * n], w3, alpha=dt)
         grad = work.view(steps * batch, 4 * n).mul_(dt)  # dL/d(pre-activation), time-major
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            batch_, steps_, inputs = ctx.input_shape
-            grad_x = (grad @ v).view(steps_, batch_, inputs).transpose(0, 1)
-        grad_v = grad.T @ x_rows
-        grad_b = grad.sum(0)
+        grad_x, grad_v, grad_b = input_map_grads(ctx, grad, v, x_rows)
         grad_w3 = grad[:, : 3 * n].T @ ys[:-1].reshape(steps * batch, n)
         grad_wy = grad[:, 3 * n :].T @ zs[1:].reshape(steps * batch, n)
         grad_b3 = grad_by = None
         if ctx.has_b3:
             grad_b3, grad_by = grad_b[: 3 * n].clone(), grad_b[3 * n :].clone()
         return grad_x, grad_v, grad_b, grad_w3, grad_b3, grad_wy, grad_by, dy, None, None
-
-
-def _tanh_backward(grad, output, out):
-    """grad * (1 - output^2), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
-
-
-def _sigmoid_backward(grad, output, out):
-    """grad * output * (1 - output), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.sigmoid_backward.grad_input(grad, output, grad_input=out)
 
 
 class LEMEncoder(LoopEncoder):
@@ -186,7 +176,7 @@ class LEMEncoder(LoopEncoder):
 
 @register_model("lem", description="LEM, long expressive memory (ICLR 2022)", options=LEMOptions)
 def lem(*, input_size, output_size, hidden, options: LEMOptions):
-    encoder = LEMEncoder(input_size, hidden, dt=options.dt, two_biases=options.two_biases)
+    encoder = LEMEncoder(input_size, hidden, **options.model_dump())
     model = SequenceClassifier(encoder, hidden, output_size)
     nn.init.kaiming_normal_(model.head.weight)
     return model

@@ -31,7 +31,11 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from arnn.kernels.eager import refuse_second_backward
+from arnn.kernels.eager import (
+    input_map_grads,
+    refuse_second_backward,
+    tanh_backward,
+)
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -129,12 +133,12 @@ class LipschitzScan(torch.autograd.Function):
         for t in range(steps - 1, -1, -1):
             if keep:
                 dh = dh + grad_out[:, t]
-            g2 = _tanh_backward(dh, work[t], out=outer[:, :hidden]).mul_(eps)
+            g2 = tanh_backward(dh, work[t], out=outer[:, :hidden]).mul_(eps)
             outer[:, hidden:] = dh
             if midpoint:
                 grad_m2.addmm_(mids[t].T, outer)
                 dmid = outer @ m2_t
-                g1 = _tanh_backward(dmid, first[t], out=inner[:, :hidden]).mul_(eps / 2)
+                g1 = tanh_backward(dmid, first[t], out=inner[:, :hidden]).mul_(eps / 2)
                 inner[:, hidden:] = dmid
                 grad_m1.addmm_(states[t].T, inner)
                 torch.add(g1, g2, out=work[t])
@@ -144,18 +148,8 @@ class LipschitzScan(torch.autograd.Function):
                 work[t].copy_(g2)
                 dh = outer @ m1_t
         grad_pre = work.view(steps * batch, hidden)  # dL/du, time-major
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            batch_, steps_, inputs = ctx.input_shape
-            grad_x = (grad_pre @ e).view(steps_, batch_, inputs).transpose(0, 1)
-        grad_e = grad_pre.T @ x_rows
-        grad_bias = grad_pre.sum(0)
+        grad_x, grad_e, grad_bias = input_map_grads(ctx, grad_pre, e, x_rows)
         return grad_x, grad_e, grad_bias, grad_m1, grad_m2, dh, None, None, None
-
-
-def _tanh_backward(grad, output, out):
-    """grad * (1 - output^2), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
 
 
 def lipschitz_matrix(m: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:

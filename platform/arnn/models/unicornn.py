@@ -32,7 +32,10 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from arnn.kernels.eager import refuse_second_backward
+from arnn.kernels.eager import (
+    refuse_second_backward,
+    tanh_backward,
+)
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -146,7 +149,7 @@ class UnICORNNScan(torch.autograd.Function):
                 dz.addcmul_(delta, dy)  # now dL/dz_t through y_t = y + δ z_t as well
                 acc_dy_z.addcmul_(dy, zs[i + 1])
                 acc_dz_p.addcmul_(dz, ps[i])
-                g = _tanh_backward(dz, th, out=th)
+                g = tanh_backward(dz, th, out=th)
                 acc_g.add_(g)
                 acc_g_y.addcmul_(g, ys[i])
                 dy.addcmul_(delta_alpha, dz, value=-1.0)
@@ -170,11 +173,6 @@ def _next_z(z, th, y, delta, alpha: float, p, out):
     into `p`: the forward and the backward's recomputation share it, bit for bit."""
     torch.add(th, y, alpha=alpha, out=p)
     return torch.addcmul(z, delta, p, value=-1.0, out=out)
-
-
-def _tanh_backward(grad, output, out):
-    """grad * (1 - output²), written into `out` (which may be `output` itself)."""
-    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=out)
 
 
 class UnICORNNLayer(nn.Module):
@@ -262,14 +260,7 @@ class UnICORNNEncoder(nn.Module):
     options=UnICORNNOptions,
 )
 def unicornn(*, input_size, output_size, hidden, options: UnICORNNOptions):
-    encoder = UnICORNNEncoder(
-        input_size,
-        hidden,
-        dt=options.dt,
-        alpha=options.alpha,
-        layers=options.layers,
-        dropout=options.dropout,
-    )
+    encoder = UnICORNNEncoder(input_size, hidden, **options.model_dump())
     model = SequenceClassifier(encoder, hidden, output_size)
     nn.init.kaiming_normal_(model.head.weight)
     nn.init.zeros_(model.head.bias)  # the official init zeroes every bias, the classifier's too
