@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import pytest
 import torch
@@ -193,12 +195,17 @@ def test_lem_backward_against_finite_differences(retained, two_biases, keep):
 
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("keep", [False, True])
-@pytest.mark.parametrize(("chunk", "steps"), [(32, 4), (3, 7)], ids=["one-segment", "segments"])
+@pytest.mark.parametrize(
+    ("layers", "chunk", "steps"),
+    [(1, 32, 4), (2, 3, 7), (3, 3, 7), (3, 2, 3), (2, 1, 3)],
+    ids=["one-layer-one-chunk", "two-layers-last-chunk-short", "three-layers", "short", "unit"],
+)
 def test_unicornn_backward_against_finite_differences(
-    retained, monkeypatch, masked, keep, chunk, steps
+    retained, monkeypatch, masked, keep, layers, chunk, steps
 ):
-    """The backward recomputes the states between the saved ones, segment by segment:
-    within one segment, and across several with the last one partial."""
+    """All layers at once, as a wavefront over chunks of time: one chunk; several, with the
+    last one short, so that a round's layers take different numbers of steps; more layers
+    than chunks; chunks of one step."""
     monkeypatch.setattr(UnICORNNScan, "chunk", chunk)
     torch.manual_seed(0)
     n, m, batch = 3, 2, 2
@@ -206,26 +213,73 @@ def test_unicornn_backward_against_finite_differences(
     def r(*shape):
         return torch.randn(*shape, dtype=F64, requires_grad=True)
 
-    mask = torch.tensor([[0.0, 2.0, 2.0], [2.0, 0.0, 2.0]], dtype=F64) if masked else None
-    inputs = (r(steps * batch, m), r(n, m), r(n), r(n), r(n), r(batch, n))
+    mask = torch.tensor([[0.0, 2.0, 2.0], [2.0, 0.0, 2.0]], dtype=F64)
+    masks = mask.expand(layers - 1, -1, -1).flip(-1) if masked and layers > 1 else None
+    params = []
+    for size in [m] + [n] * (layers - 1):
+        params += [r(n, size), r(n), r(n), r(n)]
+    inputs = (r(steps * batch, m), r(batch, n), *params)
 
-    def run(*t):
-        return UnICORNNScan.apply(*t, mask, 0.3, 2.0, steps, keep)
+    def run(x_rows, y0, *params):
+        return UnICORNNScan.apply(x_rows, y0, masks, 0.3, 2.0, steps, keep, None, *params)
 
     assert torch.autograd.gradcheck(run, inputs)
 
 
-def test_unicornn_segments_do_not_change_the_gradients(monkeypatch):
+def test_unicornn_chunks_do_not_change_the_results(monkeypatch):
+    """The chunk length decides which layers step together and where the backward restarts
+    its recomputation: the outputs and the gradients are the same bits whatever it is, but
+    for the input maps' weights, summed chunk by chunk (to rounding)."""
     torch.manual_seed(0)
     model = create_model("unicornn", input_size=3, output_size=4, hidden=16).to(F64).eval()
     x = torch.randn(5, 30, 3, dtype=F64)
-    grads = []
+    outputs, grads = [], []
     for chunk in (64, 7, 1):
         monkeypatch.setattr(UnICORNNScan, "chunk", chunk)
-        grads.append(_grads(model, model(x).sin().sum()))
-    for other in grads[1:]:
+        outputs.append(model(x))
+        grads.append(_grads(model, outputs[-1].sin().sum()))
+    for output, other in zip(outputs[1:], grads[1:], strict=True):
+        assert torch.equal(outputs[0], output)
         for name in grads[0]:
-            assert torch.equal(grads[0][name], other[name]), name
+            if name.endswith("input.weight"):
+                scale = grads[0][name].abs().max().item()
+                torch.testing.assert_close(other[name], grads[0][name], rtol=0, atol=1e-14 * scale)
+            else:
+                assert torch.equal(grads[0][name], other[name]), name
+
+
+def test_unicornn_buffers_kept_between_batches_change_nothing(monkeypatch):
+    """The encoder's workspace hands one batch's buffers to the next: a model that has run
+    other batches before (other lengths, every state kept, a forward without backward, two
+    forwards before their backwards) gives the bits a fresh copy gives."""
+    monkeypatch.setattr(UnICORNNScan, "chunk", 7)
+    torch.manual_seed(0)
+    model = create_model("unicornn", input_size=3, output_size=4, hidden=16).to(F64).eval()
+    fresh = copy.deepcopy(model)
+    assert fresh.encoder.workspace is not model.encoder.workspace
+    x, other = torch.randn(5, 30, 3, dtype=F64), torch.randn(5, 11, 3, dtype=F64)
+    expected_out, expected = model(x), _grads(fresh, fresh(x).sin().sum())
+
+    model.encoder.states(other).sum().backward()
+    model(other).sum().backward()
+    with torch.no_grad():
+        model(x)
+    assert torch.equal(model(x), expected_out)
+    again = _grads(model, model(x).sin().sum())
+    assert all(torch.equal(again[name], expected[name]) for name in expected)
+
+    model.zero_grad()
+    first, second = model(x).sin().sum(), model(x).sin().sum()  # both hold their buffers
+    first.backward()
+    second.backward()
+    for name, p in model.named_parameters():
+        assert torch.equal(p.grad, 2 * expected[name]), name
+
+
+def test_a_pickled_unicornn_leaves_its_buffers_behind():
+    model = create_model("unicornn", input_size=1, output_size=4, hidden=8)
+    model(torch.randn(2, 40, 1)).sum().backward()
+    assert len(pickle.dumps(model)) < 4 * len(pickle.dumps(model.state_dict())) + 10_000
 
 
 def test_a_second_backward_is_refused():

@@ -14,15 +14,18 @@ the classifier; here the last layer's output is not dropped). Init: V Kaiming-un
 (a = 8, fan_in), biases 0 (the classifier's too, as in the official code), w ~ U(0, 1),
 c ~ U(−0.1, 0.1), classifier weight Kaiming-normal.
 
-Each layer is one autograd Function (`UnICORNNScan`). The forward runs the elementwise
-recurrence without a graph, keeps tanh_t in the input map's buffer and (y, z) only at every
-`chunk`-th step; the backward walks back in time segment by segment, first recomputing the
-segment's states from its saved (y, z) with the forward's own operations (so bit for bit:
-it does not invert the step as the official CUDA kernel does, and its gradients are exact to
-rounding for any T), carrying only (dy, dz) and accumulating the gradients of w, b and c per
-(sequence, unit) in [B, n] accumulators that are summed once at the end; the input map's
-gradients are single GEMMs after the reverse loop. The elementwise loops run on one thread.
-`h0`, where given, is the last layer's y_0 (z_0 = 0; the layers below start at 0).
+The whole stack is one autograd Function (`UnICORNNScan`). The recurrence is elementwise,
+so on a CPU its cost is the number of small operations per step, not arithmetic: the
+layers run as a wavefront over chunks of time (layer l on chunk j − l in round j), and each
+step is one set of operations on every layer in flight. The forward runs without a graph
+and keeps tanh_t in the input map's buffer and (y, z) at each round's start; the backward
+runs the rounds in reverse, recomputing each round's states from them with the forward's
+own operations (so bit for bit: it does not invert the step as the official CUDA kernel
+does, and its gradients are exact to rounding for any T), carrying only (dy, dz) and
+accumulating the gradients of w, b and c per (layer, sequence, unit), summed once at the
+end; the input maps and their gradients are one GEMM per layer and chunk. The buffers stay
+with the encoder from batch to batch (arnn.kernels.workspace). `h0`, where given, is the
+last layer's y_0 (z_0 = 0; the layers below start at 0).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from arnn.kernels.eager import (
     refuse_second_backward,
     tanh_backward,
 )
+from arnn.kernels.workspace import Workspace
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -57,127 +61,248 @@ class UnICORNNOptions(ModelOptions):
     )
 
 
-class UnICORNNScan(torch.autograd.Function):
-    """out = UnICORNNScan.apply(u_rows [T*B, m] (time-major rows), v [n,m], b [n], w [n],
-    c [n], y0 [B,n], mask [B,n] | None, dt, alpha, steps, keep)
+class _Wavefront:
+    """Which layer integrates which chunk of time in which round: in round j, layer l
+    integrates chunk j − l; the layers in flight in a round are a run lo..hi, and of them
+    only the lowest (on the last chunk) may have fewer than `chunk` steps."""
 
-    `out` is every y state, time-major [T, B, n], when `keep` (times `mask`, the dropout
-    mask of the next layer's input, the same at every step, where one is given), else
-    y_T [B, n]. The backward overwrites the saved activations and runs once, unless
+    def __init__(self, steps: int, layers: int, chunk: int):
+        self.steps, self.layers, self.chunk = steps, layers, chunk
+        self.chunks = -(-steps // chunk)
+        self.rounds = self.chunks + layers - 1 if self.chunks else 0
+
+    def active(self, j: int) -> tuple[int, int]:
+        return max(0, j - self.chunks + 1), min(self.layers - 1, j)
+
+    def span(self, j: int, layer: int) -> tuple[int, int]:
+        """(first step, number of steps) of layer's chunk in round j."""
+        start = (j - layer) * self.chunk
+        return start, min(self.chunk, self.steps - start)
+
+    def segments(self, j: int) -> list[tuple[slice, range]]:
+        """The steps of round j in order, as (layers that take them, step indices)."""
+        lo, hi = self.active(j)
+        short = self.span(j, lo)[1]
+        runs = [(slice(lo, hi + 1), range(short))]
+        if short < self.chunk and lo < hi:
+            runs.append((slice(lo + 1, hi + 1), range(short, self.chunk)))
+        return runs
+
+
+class UnICORNNScan(torch.autograd.Function):
+    """out = UnICORNNScan.apply(x_rows [T*B, m] (time-major rows), y0 [B, n], masks
+    [L-1, B, n] | None, dt, alpha, steps, keep, workspace | None,
+    v_1, b_1, w_1, c_1, ..., v_L, b_L, w_L, c_L)
+
+    Every layer of the stack in one Function. `out` is the last layer's every y,
+    time-major [T, B, n], when `keep`, else its y_T [B, n]; `y0` is the last layer's y_0
+    (the layers below start at 0), `masks[l]` the dropout mask on layer l's output, the
+    same at every step; None when off. The buffers come from `workspace` (the encoder's
+    `Workspace`, so that the next batch finds them mapped), or fresh where it is None.
+
+    Time is cut into chunks and the layers run as a wavefront (`_Wavefront`): each step is
+    one set of elementwise operations on all the layers in flight, not one set per layer,
+    and before each round every layer's input map over its chunk is one GEMM from the
+    chunk the layer below finished in the round before. The forward keeps tanh_t (in the
+    input map's buffer) and (y, z) at each round's start; the backward runs the rounds in
+    reverse, recomputes a round's states from its saved (y, z) with the forward's own
+    operations (so bit for bit: it does not invert the step as the official CUDA kernel
+    does, and its gradients are exact to rounding for any T), and hands each layer the
+    gradient on its outputs, one GEMM per chunk from the layer above in the round before.
+    The backward overwrites the saved activations and runs once, unless
     `retain_activations` is set (it then works on a copy, so that
     torch.autograd.gradcheck can call it many times).
     """
 
     retain_activations = False
-    chunk = 32  # steps between the saved (y, z), from which the backward recomputes
+    chunk = 32  # steps per round, and so between the saved (y, z)
 
     @staticmethod
-    def forward(ctx, u_rows, v, b, w, c, y0, mask, dt: float, alpha: float, steps, keep):
+    def forward(
+        ctx, x_rows, y0, masks, dt: float, alpha: float, steps: int, keep: bool, space, *params
+    ):
+        plan = _Wavefront(steps, len(params) // 4, UnICORNNScan.chunk)
+        space = space if space is not None else Workspace()
+        layers, chunk = plan.layers, plan.chunk
         batch, n = y0.shape
-        chunk = UnICORNNScan.chunk
-        work = torch.addmm(b, u_rows, v.T).view(steps, batch, n)  # x̃, then tanh in place
-        delta = torch.sigmoid(c).mul_(dt)
+        v, b, w, c = params[0::4], params[1::4], params[2::4], params[3::4]
+        delta = torch.sigmoid(torch.stack(c)).mul_(dt)[:, None, :]  # [L, 1, n]
+        w_all = torch.stack(w)[:, None, :]
+        # work[j, l]: layer l's x̃ over its chunk in round j, then tanh in place.
+        work = space.take("work", (plan.rounds, layers, chunk, batch, n), y0)
+        # out[l, i]: layer l's y after the i-th step of its chunk; out[l, -1] carries the
+        # last one into the next chunk, and so starts as y_0.
+        out = space.take("out", (layers, chunk, batch, n), y0).zero_()
+        out[-1, -1].copy_(y0)
+        z, p = y0.new_zeros(layers, batch, n), y0.new_empty(layers, batch, n)
+        marks = space.take("marks", (2, plan.rounds, layers, batch, n), y0)
+        mark_y, mark_z = marks.unbind(0)
         seq = y0.new_empty(steps, batch, n) if keep else None
-        # Of the states only (y, z) at every `chunk`-th step are kept: fresh memory costs
-        # page faults, more than the backward's recomputation of the others, which runs
-        # the same operations on the same values and so gives the same bits.
-        marks = -(-steps // chunk)
-        mark_y, mark_z = y0.new_empty(marks, batch, n), y0.new_empty(marks, batch, n)
-        ys, zs, p = y0.new_empty(2, batch, n), y0.new_zeros(2, batch, n), torch.empty_like(y0)
-        y, z = y0, zs[1]
-        steps_work, steps_seq = work.unbind(0), (seq.unbind(0) if keep else None)
-        y_bufs, z_bufs = ys.unbind(0), zs.unbind(0)
-        for t in range(steps):
-            if t % chunk == 0:
-                mark_y[t // chunk].copy_(y)
-                mark_z[t // chunk].copy_(z)
-            th = steps_work[t].addcmul_(w, y).tanh_()
-            z = _next_z(z, th, y, delta, alpha, p, out=z_bufs[t % 2])
-            out = steps_seq[t] if keep and mask is None else y_bufs[t % 2]
-            y = torch.addcmul(y, delta, z, out=out)
-            if keep and mask is not None:
-                torch.mul(y, mask, out=steps_seq[t])
-        ctx.save_for_backward(u_rows, v, w, c)
-        ctx.work, ctx.marks = work, (mark_y, mark_z)
-        ctx.dt, ctx.alpha, ctx.mask, ctx.keep = dt, alpha, mask, keep
+        below = space.take("below", (chunk, batch, n), y0)
+        for j in range(plan.rounds):
+            lo, hi = plan.active(j)
+            for layer in range(lo, hi + 1):
+                start, size = plan.span(j, layer)
+                if layer == 0:
+                    rows = x_rows[start * batch : (start + size) * batch]
+                else:
+                    rows = out[layer - 1, :size]
+                    if masks is not None:
+                        rows = torch.mul(rows, masks[layer - 1], out=below[:size])
+                    rows = rows.view(size * batch, n)
+                target = work[j, layer, :size].view(size * batch, n)
+                torch.addmm(b[layer], rows, v[layer].T, out=target)
+            mark_y[j].copy_(out[:, -1])
+            mark_z[j].copy_(z)
+            for s, indices in plan.segments(j):
+                ths, ys, w_s, z_s, delta_s = (
+                    work[j, s].unbind(1),
+                    out[s].unbind(1),
+                    w_all[s],
+                    z[s],
+                    delta[s],
+                )
+                p_s = p[s]
+                for i in indices:
+                    th = ths[i].addcmul_(w_s, ys[i - 1]).tanh_()
+                    _step(th, ys[i - 1], z_s, delta_s, alpha, p_s, z_s, ys[i])
+            if keep and hi == layers - 1:
+                start, size = plan.span(j, hi)
+                seq[start : start + size].copy_(out[hi, :size])
+        space.give("out", out)
+        space.give("below", below)
+        if not any(ctx.needs_input_grad):
+            space.give("work", work)
+            space.give("marks", marks)
+        ctx.save_for_backward(x_rows, *params)
+        ctx.work, ctx.marks, ctx.masks, ctx.space = work, marks, masks, space
+        ctx.plan, ctx.dt, ctx.alpha, ctx.keep = plan, dt, alpha, keep
         if keep:
             return seq
-        return y.clone() if steps == 0 else y
+        if steps == 0:
+            return y0.clone()
+        return out[-1, plan.span(plan.rounds - 1, layers - 1)[1] - 1].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         refuse_second_backward(ctx.work, "UnICORNNScan")
-        u_rows, v, w, c = ctx.saved_tensors
-        work, (mark_y, mark_z), alpha, mask = ctx.work, ctx.marks, ctx.alpha, ctx.mask
+        x_rows, *params = ctx.saved_tensors
+        work, marks, masks, plan, space = ctx.work, ctx.marks, ctx.masks, ctx.plan, ctx.space
         if UnICORNNScan.retain_activations:
             work = work.clone()
         else:
             ctx.work = ctx.marks = None
-        steps, batch, n = work.shape
-        chunk = UnICORNNScan.chunk
-        sig = torch.sigmoid(c)
-        delta = sig * ctx.dt
-        delta_alpha, delta_w = delta * alpha, delta * w
-        dy = torch.zeros_like(mark_y[0]) if ctx.keep else grad_out.clone()
-        dz = torch.zeros_like(dy)
-        # Per (sequence, unit): Σ dy_t z_t, Σ dz_t p_t, Σ g_t, Σ g_t y_{t-1}, where
-        # p_t = tanh_t + α y_{t-1} and g_t = dz_t (1 − tanh_t²); dL/d(w y + x̃) = −δ g_t,
-        # a factor applied once at the end.
-        acc_dy_z, acc_dz_p, acc_g, acc_g_y = (torch.zeros_like(dy) for _ in range(4))
-        # One segment's states, recomputed: ys[i] = y_{t0+i}, zs[i] = z_{t0+i}, ps[i] = p_{t0+i+1}.
-        ys, zs = dy.new_empty(chunk, batch, n), dy.new_empty(chunk + 1, batch, n)
-        ps = dy.new_empty(chunk, batch, n)
-        steps_work = work.unbind(0)
-        steps_grad = grad_out.unbind(0) if ctx.keep else None
-        ys, zs, ps = ys.unbind(0), zs.unbind(0), ps.unbind(0)
-        for start in range((steps - 1) // chunk * chunk, -1, -chunk):
-            size = min(chunk, steps - start)
-            ys[0].copy_(mark_y[start // chunk])
-            zs[0].copy_(mark_z[start // chunk])
-            for i in range(size):
-                _next_z(zs[i], steps_work[start + i], ys[i], delta, alpha, ps[i], out=zs[i + 1])
-                if i + 1 < size:
-                    torch.addcmul(ys[i], delta, zs[i + 1], out=ys[i + 1])
-            for i in range(size - 1, -1, -1):
-                th = steps_work[start + i]
-                if ctx.keep:
-                    if mask is None:
-                        dy.add_(steps_grad[start + i])
-                    else:
-                        dy.addcmul_(steps_grad[start + i], mask)
-                dz.addcmul_(delta, dy)  # now dL/dz_t through y_t = y + δ z_t as well
-                acc_dy_z.addcmul_(dy, zs[i + 1])
-                acc_dz_p.addcmul_(dz, ps[i])
-                g = tanh_backward(dz, th, out=th)
-                acc_g.add_(g)
-                acc_g_y.addcmul_(g, ys[i])
-                dy.addcmul_(delta_alpha, dz, value=-1.0)
-                dy.addcmul_(delta_w, g, value=-1.0)
-        scale = -delta
-        grads = work.view(steps * batch, n)
-        grad_v = (grads.T @ u_rows).mul_(scale[:, None])
-        grad_u = None
-        if ctx.needs_input_grad[0]:
-            grad_u = grads @ (v * scale[:, None])
-        grad_b = acc_g.sum(0).mul_(scale)
-        grad_w = acc_g_y.sum(0).mul_(scale)
-        # dL/dδ = Σ dy_t z_t − Σ dz_t (tanh_t + α y_{t-1})
-        grad_delta = acc_dy_z.sum(0) - acc_dz_p.sum(0)
-        grad_c = grad_delta * ctx.dt * sig * (1 - sig)
-        return grad_u, grad_v, grad_b, grad_w, grad_c, dy, None, None, None, None, None
+        mark_y, mark_z = marks.unbind(0)
+        layers, chunk, alpha = plan.layers, plan.chunk, ctx.alpha
+        batch, n = mark_y.shape[-2:]
+        v, w, c = params[0::4], params[2::4], params[3::4]
+        sig = torch.sigmoid(torch.stack(c))  # [L, n]
+        delta = (sig * ctx.dt)[:, None, :]
+        delta_alpha, delta_w = delta * alpha, delta * torch.stack(w)[:, None, :]
+        scale = -delta[:, 0, :]  # dL/d(w y + x̃) = −δ g, a factor applied once at the end
+        v_scaled = [v[layer] * scale[layer, :, None] for layer in range(layers)]
+        dy, dz = mark_y.new_zeros(2, layers, batch, n).unbind(0)
+        if not ctx.keep:
+            dy[-1].copy_(grad_out)
+        # Per (layer, sequence, unit): Σ dy_t z_t, Σ dz_t p_t, Σ g_t, Σ g_t y_{t-1}, where
+        # p_t = tanh_t + α y_{t-1} and g_t = dz_t (1 − tanh_t²).
+        acc_dy_z, acc_dz_p, acc_g, acc_g_y = torch.zeros_like(dy).expand(4, -1, -1, -1).clone()
+        # A round's states, recomputed: ys[l, i] = y_{t0+i}, zs[l, i] = z_{t0+i},
+        # ps[l, i] = p_{t0+i+1}; from_above[l, i] = dL/dy_{t0+i+1} through layer l + 1.
+        states = space.take("states", (2, layers, chunk + 1, batch, n), dy)
+        per_step = space.take("per_step", (2, layers, chunk, batch, n), dy).zero_()
+        below = space.take("below", (chunk, batch, n), dy)
+        ys, zs = states.unbind(0)
+        ps, from_above = per_step.unbind(0)
+        grad_v = [torch.zeros_like(weight) for weight in v]
+        grad_x = torch.empty_like(x_rows) if ctx.needs_input_grad[0] else None
+        for j in range(plan.rounds - 1, -1, -1):
+            lo, hi = plan.active(j)
+            if ctx.keep and hi == layers - 1:
+                start, size = plan.span(j, hi)
+                from_above[hi, :size].copy_(grad_out[start : start + size])
+            ys[:, 0].copy_(mark_y[j])
+            zs[:, 0].copy_(mark_z[j])
+            segments = plan.segments(j)
+            for s, indices in segments:
+                ths, delta_s = work[j, s].unbind(1), delta[s]
+                y_s, z_s, p_s = ys[s].unbind(1), zs[s].unbind(1), ps[s].unbind(1)
+                for i in indices:
+                    _step(ths[i], y_s[i], z_s[i], delta_s, alpha, p_s[i], z_s[i + 1], y_s[i + 1])
+            for s, indices in reversed(segments):
+                ths, y_s, z_s, p_s = (
+                    work[j, s].unbind(1),
+                    ys[s].unbind(1),
+                    zs[s].unbind(1),
+                    ps[s].unbind(1),
+                )
+                grads_in, dy_s, dz_s = from_above[s].unbind(1), dy[s], dz[s]
+                delta_s, delta_alpha_s, delta_w_s = delta[s], delta_alpha[s], delta_w[s]
+                acc = acc_dy_z[s], acc_dz_p[s], acc_g[s], acc_g_y[s]
+                for i in reversed(indices):
+                    dy_s.add_(grads_in[i])
+                    dz_s.addcmul_(delta_s, dy_s)  # now dL/dz_t through y_t = y + δ z_t too
+                    acc[0].addcmul_(dy_s, z_s[i + 1])
+                    acc[1].addcmul_(dz_s, p_s[i])
+                    g = tanh_backward(dz_s, ths[i], out=ths[i])
+                    acc[2].add_(g)
+                    acc[3].addcmul_(g, y_s[i])
+                    dy_s.addcmul_(delta_alpha_s, dz_s, value=-1.0)
+                    dy_s.addcmul_(delta_w_s, g, value=-1.0)
+            for layer in range(lo, hi + 1):
+                start, size = plan.span(j, layer)
+                g_rows = work[j, layer, :size].view(size * batch, n)
+                if layer == 0:
+                    rows = slice(start * batch, (start + size) * batch)
+                    grad_v[0].addmm_(g_rows.T, x_rows[rows])
+                    if grad_x is not None:
+                        torch.mm(g_rows, v_scaled[0], out=grad_x[rows])
+                    continue
+                # The layer below reaches this chunk in the next round.
+                target = from_above[layer - 1, :size]
+                torch.mm(g_rows, v_scaled[layer], out=target.view(size * batch, n))
+                if masks is not None:
+                    target.mul_(masks[layer - 1])
+            # The layer above took this chunk in the round before: its input map's weight
+            # gradient needs these outputs, recomputed only now.
+            for layer in range(lo, min(hi, layers - 2) + 1):
+                start, size = plan.span(j, layer)
+                g_above = work[j + 1, layer + 1, :size].view(size * batch, n)
+                rows = ys[layer, 1 : size + 1]
+                if masks is not None:
+                    rows = torch.mul(rows, masks[layer], out=below[:size])
+                grad_v[layer + 1].addmm_(g_above.T, rows.reshape(size * batch, n))
+        grads = []
+        for layer in range(layers):
+            grad_delta = acc_dy_z[layer].sum(0) - acc_dz_p[layer].sum(0)
+            grads += [
+                grad_v[layer].mul_(scale[layer, :, None]),
+                acc_g[layer].sum(0).mul_(scale[layer]),
+                acc_g_y[layer].sum(0).mul_(scale[layer]),
+                grad_delta * ctx.dt * sig[layer] * (1 - sig[layer]),
+            ]
+        for name, buffer in (("states", states), ("per_step", per_step), ("below", below)):
+            space.give(name, buffer)
+        if not UnICORNNScan.retain_activations:
+            space.give("work", work)
+            space.give("marks", marks)
+        grad_y0 = dy[-1].clone() if ctx.needs_input_grad[1] else None
+        return (grad_x, grad_y0, None, None, None, None, None, None, *grads)
 
 
-def _next_z(z, th, y, delta, alpha: float, p, out):
-    """z_t = z_{t-1} − δ p_t with p_t = tanh_t + α y_{t-1}, written into `out`, and p_t
-    into `p`: the forward and the backward's recomputation share it, bit for bit."""
+def _step(th, y, z, delta, alpha: float, p, z_out, y_out):
+    """One symplectic Euler step from tanh_t = tanh(w y + x̃_t): p_t = tanh_t + α y_{t-1}
+    into `p`, z_t = z_{t-1} − δ p_t into `z_out`, y_t = y_{t-1} + δ z_t into `y_out`. The
+    forward and the backward's recomputation share it, so the two agree bit for bit."""
     torch.add(th, y, alpha=alpha, out=p)
-    return torch.addcmul(z, delta, p, value=-1.0, out=out)
+    torch.addcmul(z, delta, p, value=-1.0, out=z_out)
+    torch.addcmul(y, delta, z_out, out=y_out)
 
 
 class UnICORNNLayer(nn.Module):
-    """One layer: u [T, B, m] time-major -> every y [T, B, n] time-major (times the next
-    layer's dropout mask where one is given), or y_T [B, n] without `keep`."""
+    """One layer's parameters: the input map V, b and the oscillators' w, c. The encoder
+    integrates every layer at once (UnICORNNScan)."""
 
     def __init__(self, input_size: int, hidden: int, *, dt: float, alpha: float):
         super().__init__()
@@ -195,19 +320,8 @@ class UnICORNNLayer(nn.Module):
     def delta(self) -> torch.Tensor:
         return self.dt * torch.sigmoid(self.c)
 
-    def forward(
-        self,
-        u: torch.Tensor,
-        y0: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        keep: bool = True,
-    ) -> torch.Tensor:
-        steps, batch = u.shape[0], u.shape[1]
-        if y0 is None:
-            y0 = u.new_zeros(batch, self.hidden)
-        u_rows = u.reshape(steps * batch, u.shape[2])
-        args = (self.input.weight, self.input.bias, self.w, self.c, y0, mask)
-        return UnICORNNScan.apply(u_rows, *args, self.dt, self.alpha, steps, keep)
+    def scan_parameters(self) -> tuple[torch.Tensor, ...]:
+        return self.input.weight, self.input.bias, self.w, self.c
 
 
 class UnICORNNEncoder(nn.Module):
@@ -223,7 +337,10 @@ class UnICORNNEncoder(nn.Module):
     ):
         super().__init__()
         self.hidden = hidden
+        self.dt = dt
+        self.alpha = alpha
         self.dropout = dropout
+        self.workspace = Workspace()  # the scan's buffers, kept from batch to batch
         sizes = [input_size] + [hidden] * (layers - 1)
         self.layers = nn.ModuleList(
             UnICORNNLayer(size, hidden, dt=dt, alpha=alpha) for size in sizes
@@ -237,15 +354,18 @@ class UnICORNNEncoder(nn.Module):
         return like.new_empty(like.shape[0], self.hidden).bernoulli_(keep).div_(keep)
 
     def _run(self, x: torch.Tensor, h0: torch.Tensor | None, keep: bool) -> torch.Tensor:
-        # A layer's output sequence carries the next layer's dropout mask.
-        u = x.transpose(0, 1)
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            if index < last:
-                u = layer(u, None, self.dropout_mask(x), keep=True)
-            else:
-                u = layer(u, h0, None, keep=keep)
-        return u
+        """x [B, T, m] -> the last layer's every y, time-major [T, B, n], or its y_T."""
+        batch, steps = x.shape[0], x.shape[1]
+        # Each layer's output carries the next layer's dropout mask.
+        masks = [self.dropout_mask(x) for _ in self.layers[1:]]
+        masks = torch.stack(masks) if masks and masks[0] is not None else None
+        if h0 is None:
+            h0 = x.new_zeros(batch, self.hidden)
+        x_rows = x.transpose(0, 1).reshape(steps * batch, x.shape[2])
+        params = [p for layer in self.layers for p in layer.scan_parameters()]
+        return UnICORNNScan.apply(
+            x_rows, h0, masks, self.dt, self.alpha, steps, keep, self.workspace, *params
+        )
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         return self._run(x, h0, keep=False)
