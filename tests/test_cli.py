@@ -52,7 +52,8 @@ def test_train_logs_one_complete_run_to_the_sqlite_default(mnist_root, tmp_path)
     assert params["task.name"] == "mnist" and params["runtime.kernel"] == "auto"
     assert params["schedule.length_unit"] == "epochs" and params["seed"] == "0"
     assert run.info.run_name == "antisymmetric on mnist"  # what it is, not a random name
-    assert "?workflowType=machine_learning" in done.stdout  # the runs table's URL
+    assert "/runs?orderByKey=" in done.stdout  # the runs table's URL, every run a row
+    assert "workflowType=machine_learning" in done.stdout
     tags = run.data.tags
     assert tags["arnn.task"] == "mnist" and tags["arnn.units"] == "8"
     assert tags["arnn.parameters"] == str(8 * 7 // 2 + 16 + 90)

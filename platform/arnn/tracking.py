@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -225,6 +226,10 @@ def connect(tracking_uri: str) -> MlflowClient:
 # for model training (the tag its own UI sets when one chooses "Model training").
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 UI_DEFAULT = "http://127.0.0.1:5000"  # where `arnn ui` serves
+# MLflow's runs table nests child runs (a sweep's trials) under their parent, collapsed,
+# only when it is sorted by start time, its default; sorted by name, every run is a row of
+# its own, so the trials' names are in the table as it opens (and t01, t02, ... in order).
+RUNS_BY_NAME = "orderByKey=" + urllib.parse.quote("tags.`mlflow.runName`") + "&orderByAsc=true"
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -258,8 +263,8 @@ def ui_url(
     found = connect(tracking_uri).get_experiment_by_name(experiment)
     page = f"#/experiments/{found.experiment_id if found else 0}"
     if run_id is not None:
-        page += f"/runs/{run_id}"
-    return f"{base}/{page}?workflowType=machine_learning"
+        return f"{base}/{page}/runs/{run_id}?workflowType=machine_learning"
+    return f"{base}/{page}/runs?{RUNS_BY_NAME}&workflowType=machine_learning"
 
 
 def run_tags(config: TrainConfig, device: str, kernel: str) -> dict[str, str]:

@@ -131,10 +131,14 @@ def test_the_printed_urls_open_on_the_runs_and_the_trials_names_in_a_browser(swe
     for name in trials:
         assert f">{name}<" in page, name
 
-    # `arnn ui` prints the runs table, in Model training mode, the sweep's row in it
+    # `arnn ui` prints the runs table, in Model training mode, with the sweep's row and
+    # its trials' rows in it, by name (not collapsed under the sweep)
     ui_line = server.stdout.readline()
     (ui_url,) = re.findall(r"(http://\S+workflowType=machine_learning)", ui_line)
     page = _rendered(ui_url, tmp_path)
-    assert ">Runs<" in page and "matching runs" in page
+    assert ">Runs<" in page and "<strong>3</strong> matching runs" in page
+    assert 'aria-label="Sort: Run Name"' in page
     assert f">{parent.info.run_name}<" in page
+    for name in trials:
+        assert f">{name}<" in page, name
     assert "No data available" not in page  # not the GenAI overview
