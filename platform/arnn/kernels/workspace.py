@@ -3,10 +3,12 @@
 On a CPU, fresh memory costs page faults, about 0.2 ms per MB: a scan whose activations
 fill a few hundred MB would spend tens of milliseconds a batch on them, every batch. A
 module owns one `Workspace`; its scan takes its buffers from it and gives them back when it
-is done with them (the forward, what only the forward reads; the backward, the rest), so
-the next batch finds them already mapped. A buffer still in use (a second forward before
-the first one's backward) is simply not there to take: a fresh one is made. Copies and
-pickles of the module start empty.
+is done with them (the forward, what only the forward reads, and all of them where no graph
+is recorded; the backward, the rest), so the next batch finds them already mapped. A
+buffer still in use (a second forward before the first one's backward) is simply not there
+to take: a fresh one is made. Buffers are ordinary tensors even when taken under
+torch.inference_mode (an evaluation), so that training can write into them after. Copies
+and pickles of the module start empty.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ class Workspace:
             or found.shape != shape
             or found.dtype != like.dtype
             or found.device != like.device
+            or found.is_inference()
         ):
-            return like.new_empty(shape)
+            with torch.inference_mode(False):
+                return torch.empty(shape, dtype=like.dtype, device=like.device)
         return found
 
     def give(self, name: str, tensor: torch.Tensor) -> None:

@@ -91,14 +91,16 @@ class _Wavefront:
 
 class UnICORNNScan(torch.autograd.Function):
     """out = UnICORNNScan.apply(x_rows [T*B, m] (time-major rows), y0 [B, n], masks
-    [L-1, B, n] | None, dt, alpha, steps, keep, workspace | None,
+    [L-1, B, n] | None, dt, alpha, steps, keep, workspace | None, recorded,
     v_1, b_1, w_1, c_1, ..., v_L, b_L, w_L, c_L)
 
     Every layer of the stack in one Function. `out` is the last layer's every y,
     time-major [T, B, n], when `keep`, else its y_T [B, n]; `y0` is the last layer's y_0
     (the layers below start at 0), `masks[l]` the dropout mask on layer l's output, the
     same at every step; None when off. The buffers come from `workspace` (the encoder's
-    `Workspace`, so that the next batch finds them mapped), or fresh where it is None.
+    `Workspace`, so that the next batch finds them mapped), or fresh where it is None;
+    `recorded` says whether autograd records this call (grad mode on and some input
+    requiring grad): where not, the forward gives every buffer back.
 
     Time is cut into chunks and the layers run as a wavefront (`_Wavefront`): each step is
     one set of elementwise operations on all the layers in flight, not one set per layer,
@@ -119,7 +121,17 @@ class UnICORNNScan(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x_rows, y0, masks, dt: float, alpha: float, steps: int, keep: bool, space, *params
+        ctx,
+        x_rows,
+        y0,
+        masks,
+        dt: float,
+        alpha: float,
+        steps: int,
+        keep: bool,
+        space,
+        recorded: bool,
+        *params,
     ):
         plan = _Wavefront(steps, len(params) // 4, UnICORNNScan.chunk)
         space = space if space is not None else Workspace()
@@ -171,7 +183,7 @@ class UnICORNNScan(torch.autograd.Function):
                 seq[start : start + size].copy_(out[hi, :size])
         space.give("out", out)
         space.give("below", below)
-        if not any(ctx.needs_input_grad):
+        if not recorded:
             space.give("work", work)
             space.give("marks", marks)
         ctx.save_for_backward(x_rows, *params)
@@ -288,7 +300,7 @@ class UnICORNNScan(torch.autograd.Function):
             space.give("work", work)
             space.give("marks", marks)
         grad_y0 = dy[-1].clone() if ctx.needs_input_grad[1] else None
-        return (grad_x, grad_y0, None, None, None, None, None, None, *grads)
+        return (grad_x, grad_y0, None, None, None, None, None, None, None, *grads)
 
 
 def _step(th, y, z, delta, alpha: float, p, z_out, y_out):
@@ -316,9 +328,6 @@ class UnICORNNLayer(nn.Module):
         nn.init.zeros_(self.input.bias)
         nn.init.uniform_(self.w, 0.0, 1.0)
         nn.init.uniform_(self.c, -0.1, 0.1)
-
-    def delta(self) -> torch.Tensor:
-        return self.dt * torch.sigmoid(self.c)
 
     def scan_parameters(self) -> tuple[torch.Tensor, ...]:
         return self.input.weight, self.input.bias, self.w, self.c
@@ -363,8 +372,10 @@ class UnICORNNEncoder(nn.Module):
             h0 = x.new_zeros(batch, self.hidden)
         x_rows = x.transpose(0, 1).reshape(steps * batch, x.shape[2])
         params = [p for layer in self.layers for p in layer.scan_parameters()]
+        inputs = (x, h0, *params)
+        recorded = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
         return UnICORNNScan.apply(
-            x_rows, h0, masks, self.dt, self.alpha, steps, keep, self.workspace, *params
+            x_rows, h0, masks, self.dt, self.alpha, steps, keep, self.workspace, recorded, *params
         )
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
