@@ -24,7 +24,10 @@ All schemes compute V x + b for every step as one matmul before the loop, run th
 without an autograd graph, and have a hand-written backward that carries only the state
 gradient back in time (two of them for leapfrog); the gradients of V, b and A^T are large
 GEMMs after the loop. Like the eager scan's, a backward overwrites the saved activations
-and runs once.
+and runs once. They keep every stage's activations and states, several times the Euler
+scan's one buffer: these come from the caller's `Workspace` where it gives one (the
+encoder's, so that the next batch finds them mapped), and go back to it when the backward
+is done with them, or at the end of a forward that records no graph.
 
 `activation="identity"` replaces the candidate's tanh by the identity (f = A h + V x + b
 when plain): the linear test problem on which the schemes' stability functions show.
@@ -41,6 +44,7 @@ from arnn.kernels.eager import (
     sigmoid_backward,
     tanh_backward,
 )
+from arnn.kernels.workspace import Workspace, records_graph
 
 SCHEMES = ("euler", "midpoint", "rk4", "leapfrog")
 ACTIVATIONS = ("tanh", "identity")
@@ -54,15 +58,19 @@ _TABLEAUX = {
 }
 
 
-def scheme_scan(x, input_layer, a_t, h0, eps, gated, keep, scheme, activation="tanh"):
+def scheme_scan(
+    x, input_layer, a_t, h0, eps, gated, keep, scheme, activation="tanh", workspace=None
+):
     """The recurrence integrated by `scheme` (one of SCHEMES); the other arguments are the
     eager scan's: x [B, T, m], input_layer (Linear to H, or 2H when gated: rows [0, H) the
-    candidate, [H, 2H) the gate), a_t = A^T [H, H], h0 [B, H], eps, gated, keep."""
+    candidate, [H, 2H) the gate), a_t = A^T [H, H], h0 [B, H], eps, gated, keep; the
+    buffers from `workspace` (arnn.kernels.workspace.Workspace), or fresh where None."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     weight, bias = input_layer.weight, input_layer.bias
+    buffers = _Buffers(workspace, records_graph(x, weight, bias, a_t, h0))
     if scheme == "euler":
         if activation == "tanh":
             from arnn.kernels import eager_scan
@@ -70,28 +78,52 @@ def scheme_scan(x, input_layer, a_t, h0, eps, gated, keep, scheme, activation="t
             return eager_scan(x, input_layer, a_t, h0, eps, gated, keep)
         coupling, weights = (0.0,), (1.0,)
         return RungeKuttaScan.apply(
-            x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation
+            x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation, buffers
         )
     if scheme == "leapfrog":
-        return LeapfrogScan.apply(x, weight, bias, a_t, h0, eps, gated, keep, activation)
+        return LeapfrogScan.apply(x, weight, bias, a_t, h0, eps, gated, keep, activation, buffers)
     coupling, weights = _TABLEAUX[scheme]
     return RungeKuttaScan.apply(
-        x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation
+        x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation, buffers
     )
 
 
-def _take_buffers(ctx) -> tuple:
-    """The activations a backward overwrites as it goes, handed over once."""
-    refuse_second_backward(ctx.buffers, "scheme_scan")
-    buffers, ctx.buffers = ctx.buffers, None
-    return buffers
+class _Buffers:
+    """A scan's big buffers: taken from the workspace (or made) by name in the forward,
+    handed to the backward once, and given back by `release` when it is done with them, or
+    by the forward itself where no graph is recorded."""
+
+    def __init__(self, workspace: Workspace | None, recorded: bool):
+        self.workspace = workspace if workspace is not None else Workspace()
+        self.recorded = recorded
+        self.taken: dict[str, torch.Tensor] | None = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        self.taken[name] = self.workspace.take(name, shape, like)
+        return self.taken[name]
+
+    def end_forward(self) -> None:
+        if not self.recorded:
+            self.release()
+
+    def for_backward(self) -> dict[str, torch.Tensor]:
+        """The buffers, once: a backward overwrites them as it goes."""
+        refuse_second_backward(self.taken, "scheme_scan")
+        return self.taken
+
+    def release(self) -> None:
+        for name, tensor in self.taken.items():
+            self.workspace.give(name, tensor)
+        self.taken = None
 
 
-def _input_projection(x, weight, bias):
+def _input_projection(x, weight, bias, buffers):
     """u = x V^T + b for every step, time-major [T, B, kH], and x as rows [T*B, m]."""
     batch, steps, inputs = x.shape
     x_rows = x.transpose(0, 1).reshape(steps * batch, inputs)
-    return torch.addmm(bias, x_rows, weight.T).view(steps, batch, -1), x_rows
+    u = buffers.take("u", (steps, batch, weight.shape[0]), x)
+    torch.addmm(bias, x_rows, weight.T, out=u.view(steps * batch, -1))
+    return u, x_rows
 
 
 def _activate_(pre, hidden, gated, activation):
@@ -146,13 +178,15 @@ class RungeKuttaScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation):
-        u, x_rows = _input_projection(x, weight, bias)
+    def forward(
+        ctx, x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation, buffers
+    ):
+        u, x_rows = _input_projection(x, weight, bias, buffers)
         steps, batch, width = u.shape
         hidden = a_t.shape[0]
         stages = len(weights)
-        acts = u.new_empty(steps, stages, batch, width)
-        states = u.new_empty(steps, stages, batch, hidden)
+        acts = buffers.take("acts", (steps, stages, batch, width), u)
+        states = buffers.take("states", (steps, stages, batch, hidden), u)
         states[0, 0] = h0
         last = None
         for t in range(steps):
@@ -173,21 +207,24 @@ class RungeKuttaScan(torch.autograd.Function):
                 first = False
             last = states_next
         ctx.save_for_backward(a_t, weight, x_rows)
-        ctx.buffers = (u, acts, states)
+        ctx.buffers = buffers
         ctx.eps, ctx.gated, ctx.keep, ctx.input_shape = eps, gated, keep, x.shape
         ctx.coupling, ctx.weights, ctx.activation = coupling, weights, activation
         if keep:
             out = u.new_empty(batch, steps, hidden)
             out[:, :-1] = states[1:, 0].transpose(0, 1)
             out[:, -1] = last
-            return out
-        return last
+        else:
+            out = last
+        buffers.end_forward()
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         a_t, weight, x_rows = ctx.saved_tensors
-        u, acts, states = _take_buffers(ctx)
+        taken = ctx.buffers.for_backward()
+        u, acts, states = taken["u"], taken["acts"], taken["states"]
         eps, gated, coupling, weights = ctx.eps, ctx.gated, ctx.coupling, ctx.weights
         activation = ctx.activation
         steps, stages = acts.shape[0], acts.shape[1]
@@ -214,7 +251,8 @@ class RungeKuttaScan(torch.autograd.Function):
         grad_pre = acts.view(-1, width)[:, :hidden]
         grad_a_t = states.view(-1, hidden).T @ grad_pre
         grad_x, grad_weight, grad_bias = _input_gradients(ctx, u, x_rows, weight, hidden, gated)
-        return (grad_x, grad_weight, grad_bias, grad_a_t, dh) + (None,) * 6
+        ctx.buffers.release()
+        return (grad_x, grad_weight, grad_bias, grad_a_t, dh) + (None,) * 7
 
 
 class LeapfrogScan(torch.autograd.Function):
@@ -228,11 +266,11 @@ class LeapfrogScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, a_t, h0, eps, gated, keep, activation):
-        work, x_rows = _input_projection(x, weight, bias)
+    def forward(ctx, x, weight, bias, a_t, h0, eps, gated, keep, activation, buffers):
+        work, x_rows = _input_projection(x, weight, bias, buffers)
         steps, batch, _ = work.shape
         hidden = a_t.shape[0]
-        states = work.new_empty(steps + 1, batch, hidden)
+        states = buffers.take("states", (steps + 1, batch, hidden), work)
         states[0] = h0
         for t in range(steps):
             act = _preactivation(work[t], states[t], a_t, hidden, gated, work[t])
@@ -242,18 +280,22 @@ class LeapfrogScan(torch.autograd.Function):
             else:
                 _advance(states[t - 1], act, 2 * eps, hidden, gated, states[t + 1])
         ctx.save_for_backward(a_t, weight, x_rows)
-        ctx.buffers = (work, states)
+        ctx.buffers = buffers
         ctx.eps, ctx.gated, ctx.keep, ctx.input_shape = eps, gated, keep, x.shape
         ctx.activation = activation
-        if keep:
-            return states[1:].transpose(0, 1).contiguous()
-        return states[steps].clone()
+        if keep:  # a copy, never a view of the buffer
+            out = states[1:].transpose(0, 1).clone(memory_format=torch.contiguous_format)
+        else:
+            out = states[steps].clone()
+        buffers.end_forward()
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         a_t, weight, x_rows = ctx.saved_tensors
-        work, states = _take_buffers(ctx)
+        taken = ctx.buffers.for_backward()
+        work, states = taken["u"], taken["states"]
         eps, gated, keep, activation = ctx.eps, ctx.gated, ctx.keep, ctx.activation
         steps = work.shape[0]
         hidden = a_t.shape[0]
@@ -277,7 +319,8 @@ class LeapfrogScan(torch.autograd.Function):
         grad_pre = work.view(-1, work.shape[-1])[:, :hidden]
         grad_a_t = states[:steps].view(-1, hidden).T @ grad_pre
         grad_x, grad_weight, grad_bias = _input_gradients(ctx, work, x_rows, weight, hidden, gated)
-        return (grad_x, grad_weight, grad_bias, grad_a_t, current) + (None,) * 4
+        ctx.buffers.release()
+        return (grad_x, grad_weight, grad_bias, grad_a_t, current) + (None,) * 5
 
 
 def _preactivation(u_t, h, a_t, hidden, gated, out):

@@ -42,3 +42,10 @@ class Workspace:
 
     def __getstate__(self) -> dict:
         return {"_free": {}}
+
+
+def records_graph(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd records a Function applied to `tensors` now: grad mode is on and
+    one of them requires grad. (Inside its forward, ctx.needs_input_grad cannot tell: it
+    follows requires_grad alone.) Where not, the forward may give every buffer back."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -20,6 +20,7 @@ from torch import nn
 
 from arnn.kernels import choose_scan
 from arnn.kernels.schemes import scheme_scan
+from arnn.kernels.workspace import Workspace
 from arnn.models._layers import (
     LoopEncoder,
     SequenceClassifier,
@@ -51,6 +52,7 @@ class AntisymmetricEncoder(LoopEncoder):
         self.structured = structured
         self.kernel = kernel  # auto, eager or fused: see arnn.kernels.choose_scan
         self.scheme = scheme  # euler (the paper), midpoint, rk4, leapfrog: arnn.kernels.schemes
+        self.workspace = Workspace()  # the other schemes' buffers, kept from batch to batch
         # Rows [0, H) are V_h, b_h; rows [H, 2H) are V_z, b_z for the gated cell.
         self.input = nn.Linear(input_size, hidden * (2 if gated else 1))
         init_input_weight_(self.input.weight, input_size)
@@ -86,7 +88,15 @@ class AntisymmetricEncoder(LoopEncoder):
             h0 = x.new_zeros(x.shape[0], self.hidden)
         if self.scheme != "euler":  # the other integrators have an eager path only
             return scheme_scan(
-                x, self.input, a_t, h0, self.eps, self.gated, keep_states, self.scheme
+                x,
+                self.input,
+                a_t,
+                h0,
+                self.eps,
+                self.gated,
+                keep_states,
+                self.scheme,
+                workspace=self.workspace,
             )
         scan = choose_scan(self.kernel, x, self.hidden)
         return scan(x, self.input, a_t, h0, self.eps, self.gated, keep_states)

@@ -39,7 +39,7 @@ from arnn.kernels.eager import (
     refuse_second_backward,
     tanh_backward,
 )
-from arnn.kernels.workspace import Workspace
+from arnn.kernels.workspace import Workspace, records_graph
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -372,8 +372,7 @@ class UnICORNNEncoder(nn.Module):
             h0 = x.new_zeros(batch, self.hidden)
         x_rows = x.transpose(0, 1).reshape(steps * batch, x.shape[2])
         params = [p for layer in self.layers for p in layer.scan_parameters()]
-        inputs = (x, h0, *params)
-        recorded = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        recorded = records_graph(x, h0, *params)
         return UnICORNNScan.apply(
             x_rows, h0, masks, self.dt, self.alpha, steps, keep, self.workspace, recorded, *params
         )
