@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 import math
 from types import SimpleNamespace
 
@@ -10,6 +9,7 @@ import torch
 from arnn.kernels import eager_scan
 from arnn.kernels.schemes import SCHEMES, scheme_scan
 from arnn.models import create_model
+from tests.buffers import assert_kept_buffers_change_nothing
 
 F64 = torch.float64
 HAND_WRITTEN = ("midpoint", "rk4", "leapfrog")
@@ -201,39 +201,13 @@ def test_a_second_backward_is_refused(scheme):
 @pytest.mark.parametrize("scheme", HAND_WRITTEN)
 @pytest.mark.parametrize("gated", [False, True])
 def test_buffers_kept_between_batches_change_nothing(scheme, gated):
-    """The encoder's workspace hands one batch's buffers to the next: after an evaluation
-    under inference mode, other lengths, every state kept, forwards without backward and
-    two forwards in flight at once, a model gives the bits a fresh copy gives."""
+    """The encoder's workspace hands one batch's buffers to the next (tests/buffers.py)."""
     torch.manual_seed(0)
     name = "antisymmetric_gated" if gated else "antisymmetric"
     options = {"scheme": scheme, "gamma": 0.0}
     model = create_model(name, input_size=2, output_size=3, hidden=6, model_options=options)
-    model = model.to(F64)
-    fresh = copy.deepcopy(model)
-    x, x2, other = (torch.randn(4, steps, 2, dtype=F64) for steps in (9, 9, 5))
-    with torch.inference_mode():
-        model(x)
-    expected_out, expected = model(x).detach(), _grads(fresh, fresh(x).sin().sum())
-    model.encoder.states(other).sum().backward()
-    with torch.no_grad():
-        model(x)
-    assert torch.equal(model(x), expected_out)
-    again = _grads(model, model(x).sin().sum())
-    assert all(torch.equal(again[name], expected[name]) for name in expected)
-
-    expected_x2 = _grads(fresh, fresh(x2).cos().sum())
-    model.zero_grad()
-    first, second = model(x).sin().sum(), model(x2).cos().sum()  # both hold buffers
-    first.backward()
-    second.backward()
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, expected[name] + expected_x2[name], msg=name)
-
-
-def _grads(model, loss):
-    model.zero_grad()
-    loss.backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters()}
+    x, other = torch.randn(4, 9, 2, dtype=F64), torch.randn(4, 5, 2, dtype=F64)
+    assert_kept_buffers_change_nothing(model.to(F64).eval(), x, other)
 
 
 def test_float32_agrees_with_float64():

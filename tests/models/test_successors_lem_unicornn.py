@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 import math
 import pickle
 
@@ -11,6 +10,7 @@ from arnn.errors import UsageError
 from arnn.models._registry import count_parameters, create_model, validate_model_options
 from arnn.models.lem import LEMEncoder, LEMScan
 from arnn.models.unicornn import UnICORNNEncoder, UnICORNNScan
+from tests.buffers import assert_kept_buffers_change_nothing
 
 F64 = torch.float64
 
@@ -250,39 +250,13 @@ def test_unicornn_chunks_do_not_change_the_results(monkeypatch):
 
 
 def test_unicornn_buffers_kept_between_batches_change_nothing(monkeypatch):
-    """The encoder's workspace hands one batch's buffers to the next: a model that has run
-    other batches before (other lengths, every state kept, forwards without backward, an
-    evaluation under inference mode, two forwards before their backwards) gives the bits a
-    fresh copy gives."""
+    """The encoder's workspace hands one batch's buffers to the next (tests/buffers.py),
+    over several chunks of time."""
     monkeypatch.setattr(UnICORNNScan, "chunk", 7)
     torch.manual_seed(0)
     model = create_model("unicornn", input_size=3, output_size=4, hidden=16).to(F64).eval()
-    fresh = copy.deepcopy(model)
-    assert fresh.encoder.workspace is not model.encoder.workspace
     x, other = torch.randn(5, 30, 3, dtype=F64), torch.randn(5, 11, 3, dtype=F64)
-    with torch.inference_mode():  # an evaluation first, its buffers then trained in
-        model(x)
-    expected_out, expected = model(x), _grads(fresh, fresh(x).sin().sum())
-
-    model.encoder.states(other).sum().backward()
-    model(other).sum().backward()
-    with torch.no_grad():
-        model(x)
-    with torch.inference_mode():
-        model(x)
-    model(other)
-    assert torch.equal(model(x), expected_out)
-    again = _grads(model, model(x).sin().sum())
-    assert all(torch.equal(again[name], expected[name]) for name in expected)
-
-    x2 = torch.randn_like(x)
-    expected_x2 = _grads(fresh, fresh(x2).cos().sum())
-    model.zero_grad()
-    first, second = model(x).sin().sum(), model(x2).cos().sum()  # both hold buffers
-    first.backward()
-    second.backward()
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, expected[name] + expected_x2[name], msg=name)
+    assert_kept_buffers_change_nothing(model, x, other)
 
 
 def test_a_pickled_unicornn_leaves_its_buffers_behind():
