@@ -26,6 +26,10 @@ FINISHED, PRUNED, INTERRUPTED, DIVERGED, FAILED = (
     "failed",
 )
 NEVER_STARTED = "never started"
+# A trial a killed driver had started but not yet saved in Tune's state: the resumed sweep
+# never knows it and runs that slot again. Not an outcome: its run is deleted (see
+# arnn.sweep.driver), out of every count.
+LOST = "lost"
 # How a trial run can end, as its MLflow tag arnn.status says; a trial that never started
 # has no run, and is only counted.
 OUTCOMES = (FINISHED, PRUNED, INTERRUPTED, DIVERGED, FAILED)

@@ -337,6 +337,51 @@ def test_a_killed_driver_is_resumed_to_exactly_num_samples_runs(tmp_path):
         assert sorted(steps) == [1, 2, 3], steps
 
 
+def test_a_trial_run_the_resumed_sweep_never_knew_is_deleted_not_counted(tmp_path):
+    """What a killed driver can leave: a trial run whose trial Tune had not yet saved in its
+    state (the resumed sweep runs that slot again as a new trial). Made here by hand, a run
+    like a trial's under a finished sweep, RUNNING; --resume then deletes it (tagged lost)
+    and counts it nowhere: not in the runs, the kept study or the report."""
+    spec = _spec(
+        tmp_path,
+        params={"gated": {"type": "bool"}},
+        scheduler={"type": "none"},
+        fixed={"hidden": 8, "epochs": 1, "val_size": 64, "batch_size": 64},
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = run_arnn(*_sweep_command(spec, tmp_path, "lost")[3:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client, (parent,), children = _runs(uri)
+    assert len(children) == 2
+    lost = client.create_run(
+        parent.info.experiment_id,
+        run_name="t03 gated",
+        tags={
+            "mlflow.parentRunId": parent.info.run_id,
+            "arnn.kind": "trial",
+            "arnn.trial_id": "d0e5a1b2",
+            "arnn.sampled": json.dumps({"gated": True}),
+        },
+    )
+    client.log_metric(lost.info.run_id, "val_loss", 0.5, step=1)
+
+    done = run_arnn(*_sweep_command(spec, tmp_path, "lost", "--resume")[3:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trial d0e5a1b2 was lost" in done.stdout and lost.info.run_id in done.stdout
+    client, (parent,), children = _runs(uri)
+    assert len(children) == 2 and lost.info.run_id not in {c.info.run_id for c in children}
+    gone = client.get_run(lost.info.run_id)
+    assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
+    assert gone.data.tags["arnn.status"] == "lost"
+    assert parent.data.metrics["trials_finished"] == 2
+    assert "trials_pruned" not in parent.data.metrics or parent.data.metrics["trials_pruned"] == 0
+    _assert_kept_study_matches(_kept_study(tmp_path, "lost"), children)
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(parent.info.run_id, "trials.csv", folder)
+        rows = Path(path).read_text().strip().splitlines()[1:]
+    assert len(rows) == 2 and lost.info.run_id not in "".join(rows), rows
+
+
 def _lose_node(cluster, node) -> None:
     """What losing a machine does: its raylet and every process it started die at once.
     (Cluster.remove_node alone leaves the node's workers running until they notice.)"""

@@ -36,6 +36,7 @@ from arnn.sweep.study import resolve_study_storage, shown, write_study
 from arnn.sweep.tune import (
     KIND_TAG,
     SWEEP_TAG,
+    TRIAL_TAG,
     SweepSettings,
     can_resume,
     run_sweep,
@@ -177,6 +178,7 @@ def sweep(
                 raise
             if tuned.interrupted_by is not None:
                 _end_interrupted(parent, settings, total, tuned.interrupted_by, resume_command)
+            _delete_lost_trials(parent, settings, tuned.trial_ids)
             _close_leftovers(parent, settings, status="KILLED", label=scoring.PRUNED)
             outcome = _summarise(parent, settings, total)
             _keep_records(parent, settings)
@@ -331,6 +333,28 @@ def _children(parent: TrackedRun, settings: SweepSettings):
         settings.experiment,
         f"tags.`mlflow.parentRunId` = '{parent.run_id}'",
     )
+
+
+def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: frozenset[str]):
+    """A killed driver loses what Tune had not yet saved of its state: a trial it had
+    started (and whose run had logged) can be unknown to the resumed sweep, which runs
+    that slot again as a new trial. Such a run is closed, tagged arnn.status=lost and
+    deleted (MLflow keeps it, restorable, out of the runs table and of every count), so
+    that a sweep holds exactly one run per trial Tune ran, as its study does."""
+    frame = _children(parent, settings)
+    if frame.empty:
+        return
+    trials = frame[frame["tags." + KIND_TAG] == "trial"]
+    lost = trials[~trials["tags." + TRIAL_TAG].isin(known)]
+    for run_id, trial_id in zip(lost["run_id"], lost["tags." + TRIAL_TAG], strict=True):
+        run = TrackedRun(parent.client, run_id)
+        run.close("KILLED", scoring.LOST)
+        parent.client.delete_run(run_id)
+        print(
+            f"trial {trial_id} was lost with the killed driver's unsaved state (the resumed "
+            f"sweep ran its slot again): its MLflow run {run_id} is deleted, restorable",
+            flush=True,
+        )
 
 
 def _close_leftovers(parent: TrackedRun, settings: SweepSettings, status: str, label: str) -> int:

@@ -24,7 +24,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import ray
@@ -75,11 +75,13 @@ class SweepSettings:
 
 @dataclass
 class TuneOutcome:
-    """What Ray saw: the signal that stopped the sweep (None when it ran to its end) and
-    each errored trial's last error line."""
+    """What Ray saw: the signal that stopped the sweep (None when it ran to its end), each
+    errored trial's last error line, and the ids of every trial Tune knows (after a
+    resume, those it restored and those it added)."""
 
     interrupted_by: int | None
     errors: list[str]
+    trial_ids: frozenset[str]
 
 
 # ---------------------------------------------------------------- inside a trial
@@ -339,7 +341,9 @@ def run_sweep(settings: SweepSettings, total: int) -> TuneOutcome:
     finally:
         signal.signal(signal.SIGUSR1, tune_handler)
     errors = [last_line(result.error) for result in grid if result.error is not None]
-    return TuneOutcome(interrupted_by=stop.signum, errors=errors)
+    # A trial's folder is named by its id (trial_dirname_creator below).
+    trial_ids = frozenset(PurePosixPath(result.path).name for result in grid)
+    return TuneOutcome(interrupted_by=stop.signum, errors=errors, trial_ids=trial_ids)
 
 
 def _ask_tune_to_stop(signum: int) -> None:
