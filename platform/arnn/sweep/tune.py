@@ -341,8 +341,12 @@ def run_sweep(settings: SweepSettings, total: int) -> TuneOutcome:
     finally:
         signal.signal(signal.SIGUSR1, tune_handler)
     errors = [last_line(result.error) for result in grid if result.error is not None]
-    # A trial's folder is named by its id (trial_dirname_creator below).
-    trial_ids = frozenset(PurePosixPath(result.path).name for result in grid)
+    # A trial's id is in every result it reported, and names its folder
+    # (trial_dirname_creator below) whether it reported or not.
+    trial_ids = frozenset(
+        {result.metrics.get("trial_id") for result in grid if result.metrics}
+        | {PurePosixPath(result.path).name for result in grid if result.path}
+    )
     return TuneOutcome(interrupted_by=stop.signum, errors=errors, trial_ids=trial_ids)
 
 
