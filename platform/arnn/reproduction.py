@@ -16,8 +16,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from arnn import scoring
 from arnn.budgets import Budget
 from arnn.errors import UsageError
@@ -26,7 +24,7 @@ from arnn.published import PublishedRow
 from arnn.results import FINAL_SEEDS_TAG, cell_runs, final_outcomes_by_seed, trial_records
 from arnn.sweep.driver import sweep, sweep_state_exists
 from arnn.sweep.spec import Spec, load_spec, param_values, parse_spec
-from arnn.tracking import runs_frame
+from arnn.tracking import runs_frame, tag_column
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def run_cell(
         )
         frame = runs_frame(tracking_uri, experiment)
     trials = _mine(frame, cell, budget, "search")
-    trials = trials[trials.get("tags.arnn.kind", pd.Series(dtype=str)) == "trial"]
+    trials = trials[tag_column(trials, "arnn.kind") == "trial"]
     best = scoring.best_trial(trial_records(trials), search.mode)
     if best is None:
         return "no search trial finished (all pruned, diverged or failed): no final runs"
@@ -182,6 +180,6 @@ def _sweep_finished(frame, name: str) -> bool:
     if runs.empty:
         return False
     # Sweeps from before arnn.status was set on a sweep's run ended FINISHED or FAILED.
-    label = runs.get("tags.arnn.status", pd.Series(index=runs.index, dtype=object))
+    label = tag_column(runs, "arnn.status")
     ran_out = label.isna() | (label == scoring.FINISHED)
     return bool(((runs["status"] == "FINISHED") & ran_out).any())

@@ -90,13 +90,23 @@ class TrackedRun:
         return tracked
 
     @classmethod
-    def find(cls, *, tracking_uri: str, experiment: str, tags: dict[str, str]) -> TrackedRun | None:
-        """The newest run of `experiment` that carries all of `tags`, or None."""
+    def find(
+        cls,
+        *,
+        tracking_uri: str,
+        experiment: str,
+        tags: dict[str, str],
+        params: dict[str, str] | None = None,
+    ) -> TrackedRun | None:
+        """The newest run of `experiment` that carries all of `tags` (and `params`), or
+        None."""
         client = connect(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
             return None
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        conditions = [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+        conditions += [f"params.`{k}` = '{v}'" for k, v in (params or {}).items()]
+        query = " and ".join(conditions)
         runs = client.search_runs(
             [found.experiment_id], filter_string=query, order_by=["start_time DESC"], max_results=1
         )
@@ -311,6 +321,14 @@ def runs_frame(tracking_uri: str, experiment: str, filter_string: str = ""):
         token = page.token
         if not token:
             return pd.DataFrame(rows)
+
+
+def tag_column(frame, key: str):
+    """Tag `key` of every run in a runs_frame, as a column: NaN where a run lacks it, and
+    a column of NaN where every run does (runs_frame has no column for it then)."""
+    import pandas as pd
+
+    return frame.get(f"tags.{key}", pd.Series(index=frame.index, dtype=object))
 
 
 def _frame_row(run) -> dict:

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -360,6 +361,7 @@ def test_a_trial_run_the_resumed_sweep_never_knew_is_deleted_not_counted(tmp_pat
             "mlflow.parentRunId": parent.info.run_id,
             "arnn.kind": "trial",
             "arnn.trial_id": "d0e5a1b2",
+            "arnn.trial_number": children[0].data.tags["arnn.trial_number"],  # run again
             "arnn.sampled": json.dumps({"gated": True}),
         },
     )
@@ -380,6 +382,31 @@ def test_a_trial_run_the_resumed_sweep_never_knew_is_deleted_not_counted(tmp_pat
         path = client.download_artifacts(parent.info.run_id, "trials.csv", folder)
         rows = Path(path).read_text().strip().splitlines()[1:]
     assert len(rows) == 2 and lost.info.run_id not in "".join(rows), rows
+
+
+def test_resuming_a_sweep_reopens_its_own_run_not_a_namesakes_kept_elsewhere(tmp_path):
+    """Two sweeps of one name, their Ray states in two folders, one MLflow store: --resume
+    of the first goes on in the first's run, and leaves the second's trials alone."""
+    spec = _spec(
+        tmp_path,
+        params={"gated": {"type": "bool"}},
+        scheduler={"type": "none"},
+        fixed={"hidden": 8, "epochs": 1, "val_size": 64, "batch_size": 64},
+    )
+    first = _sweep_command(spec, tmp_path, "twin")
+    second = [*first, "--storage-path", str(tmp_path / "elsewhere")]  # the last one counts
+    parents = []
+    for args in (first, second, [*first, "--resume"]):
+        done = run_arnn(*args[3:], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "warning" not in done.stderr, done.stderr[-3000:]
+        parents.append(re.search(r"MLflow run (\w+) in ", done.stdout).group(1))
+    assert parents[2] == parents[0] != parents[1]
+    client, runs, children = _runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(runs) == 2 and len(children) == 4
+    for parent in parents[:2]:
+        mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent]
+        assert len(mine) == 2 and {c.info.status for c in mine} == {"FINISHED"}
 
 
 def _lose_node(cluster, node) -> None:

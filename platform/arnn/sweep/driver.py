@@ -51,6 +51,7 @@ from arnn.tracking import (
     is_local_store,
     resolve_tracking_uri,
     runs_frame,
+    tag_column,
 )
 
 DEFAULT_STORAGE = "ray_results"
@@ -176,9 +177,9 @@ def sweep(
                 _close_leftovers(parent, settings, status="FAILED", label=scoring.FAILED)
                 parent.close("FAILED", scoring.FAILED)
                 raise
+            _delete_lost_trials(parent, settings, tuned.trial_ids)
             if tuned.interrupted_by is not None:
                 _end_interrupted(parent, settings, total, tuned.interrupted_by, resume_command)
-            _delete_lost_trials(parent, settings, tuned.trial_ids)
             _close_leftovers(parent, settings, status="KILLED", label=scoring.PRUNED)
             outcome = _summarise(parent, settings, total)
             _keep_records(parent, settings)
@@ -245,10 +246,13 @@ def _parent_tags(settings: SweepSettings) -> dict[str, str]:
 
 
 def _previous_parent(settings: SweepSettings) -> TrackedRun | None:
+    """The run of the sweep being resumed: its name's, kept where its Ray state is (a
+    sweep of the same name kept elsewhere is another sweep)."""
     return TrackedRun.find(
         tracking_uri=settings.tracking_uri,
         experiment=settings.experiment,
         tags=_parent_tags(settings),
+        params={"storage_path": settings.storage_path},
     )
 
 
@@ -337,18 +341,33 @@ def _children(parent: TrackedRun, settings: SweepSettings):
 
 def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: frozenset[str]):
     """A killed driver loses what Tune had not yet saved of its state: a trial it had
-    started (and whose run had logged) can be unknown to the resumed sweep, which runs
-    that slot again as a new trial. Such a run is closed, tagged arnn.status=lost and
-    deleted (MLflow keeps it, restorable, out of the runs table and of every count), so
-    that a sweep holds exactly one run per trial Tune ran, as its study does."""
+    started (and whose run had logged) can be unknown to the resumed sweep, whose restored
+    searcher runs that slot again, as a new trial with the same number. Such a run (not
+    Tune's, its number taken by a run that is) is tagged arnn.status=lost, closed if it
+    was still running, and deleted (MLflow keeps it, restorable, out of the runs table and
+    of every count), so that a sweep holds exactly one run per trial, as its study does.
+    A run not Tune's whose number no other run has is left as it is, with a warning."""
     frame = _children(parent, settings)
     if frame.empty:
         return
-    trials = frame[frame["tags." + KIND_TAG] == "trial"]
-    lost = trials[~trials["tags." + TRIAL_TAG].isin(known)]
-    for run_id, trial_id in zip(lost["run_id"], lost["tags." + TRIAL_TAG], strict=True):
+    kinds, ids = tag_column(frame, KIND_TAG), tag_column(frame, TRIAL_TAG)
+    numbers = tag_column(frame, "arnn.trial_number")
+    trials = (kinds == settings.trial_kind) & ids.notna()
+    foreign = trials & ~ids.isin(known)
+    taken = set(numbers[trials & ~foreign].dropna()) - {""}
+    for row in frame[foreign].itertuples():
+        run_id, trial_id, number = row.run_id, ids[row.Index], numbers[row.Index]
+        if number not in taken:
+            print(
+                f"warning: MLflow run {run_id} (trial {trial_id}) is nested under sweep "
+                f"{settings.name!r} but is none of its trials; left as it is",
+                file=sys.stderr,
+            )
+            continue
         run = TrackedRun(parent.client, run_id)
-        run.close("KILLED", scoring.LOST)
+        run.set_tags({"arnn.status": scoring.LOST})
+        if row.status == "RUNNING":
+            run.finish("KILLED")
         parent.client.delete_run(run_id)
         print(
             f"trial {trial_id} was lost with the killed driver's unsaved state (the resumed "

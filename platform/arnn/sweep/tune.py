@@ -4,7 +4,9 @@ run nested under the sweep's run.
 
 MLflow bookkeeping, and why it sits where it does:
 - a trial finds its run by the tag `arnn.trial_id` before creating one, so a trial that
-  Ray retries or a sweep that is resumed keeps exactly one run per trial;
+  Ray retries or a sweep that is resumed keeps exactly one run per trial (and a trial a
+  killed driver had not yet saved, whose slot the resumed sweep runs again, has its run
+  deleted by the driver: arnn.sweep.driver);
 - a trial logs, with every epoch, its score so far (`trial_score`, arnn.scoring's rule);
 - a trial that ends by itself closes its own run (FINISHED, tag arnn.status finished or
   diverged); one that errors closes it FAILED; a trial that ASHA stops never runs another
