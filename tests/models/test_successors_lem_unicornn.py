@@ -222,7 +222,7 @@ def test_unicornn_backward_against_finite_differences(
     inputs = (r(steps * batch, m), r(batch, n), *params)
 
     def run(x_rows, y0, *params):
-        return UnICORNNScan.apply(x_rows, y0, masks, 0.3, 2.0, steps, keep, None, True, *params)
+        return UnICORNNScan.apply(x_rows, y0, masks, 0.3, 2.0, steps, keep, None, *params)
 
     assert torch.autograd.gradcheck(run, inputs)
 
@@ -265,8 +265,9 @@ def test_a_pickled_unicornn_leaves_its_buffers_behind():
     assert len(pickle.dumps(model)) < 4 * len(pickle.dumps(model.state_dict())) + 10_000
 
 
-def test_a_second_backward_is_refused():
-    enc = LEMEncoder(2, 4)
+@pytest.mark.parametrize("encoder", [LEMEncoder, UnICORNNEncoder])
+def test_a_second_backward_is_refused(encoder):
+    enc = encoder(2, 4)
     out = enc(torch.randn(3, 5, 2)).sum()
     out.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="runs once"):

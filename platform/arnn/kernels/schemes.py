@@ -38,13 +38,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from arnn.kernels.eager import (
-    input_map_grads,
-    refuse_second_backward,
-    sigmoid_backward,
-    tanh_backward,
-)
-from arnn.kernels.workspace import Workspace, records_graph
+from arnn.kernels.eager import input_map_grads, sigmoid_backward, tanh_backward
+from arnn.kernels.workspace import ScanBuffers, records_graph
 
 SCHEMES = ("euler", "midpoint", "rk4", "leapfrog")
 ACTIVATIONS = ("tanh", "identity")
@@ -70,7 +65,7 @@ def scheme_scan(
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     weight, bias = input_layer.weight, input_layer.bias
-    buffers = _Buffers(workspace, records_graph(x, weight, bias, a_t, h0))
+    buffers = ScanBuffers(workspace, records_graph(x, weight, bias, a_t, h0), "scheme_scan")
     if scheme == "euler":
         if activation == "tanh":
             from arnn.kernels import eager_scan
@@ -86,35 +81,6 @@ def scheme_scan(
     return RungeKuttaScan.apply(
         x, weight, bias, a_t, h0, eps, gated, keep, coupling, weights, activation, buffers
     )
-
-
-class _Buffers:
-    """A scan's big buffers: taken from the workspace (or made) by name in the forward,
-    handed to the backward once, and given back by `release` when it is done with them, or
-    by the forward itself where no graph is recorded."""
-
-    def __init__(self, workspace: Workspace | None, recorded: bool):
-        self.workspace = workspace if workspace is not None else Workspace()
-        self.recorded = recorded
-        self.taken: dict[str, torch.Tensor] | None = {}
-
-    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        self.taken[name] = self.workspace.take(name, shape, like)
-        return self.taken[name]
-
-    def end_forward(self) -> None:
-        if not self.recorded:
-            self.release()
-
-    def for_backward(self) -> dict[str, torch.Tensor]:
-        """The buffers, once: a backward overwrites them as it goes."""
-        refuse_second_backward(self.taken, "scheme_scan")
-        return self.taken
-
-    def release(self) -> None:
-        for name, tensor in self.taken.items():
-            self.workspace.give(name, tensor)
-        self.taken = None
 
 
 def _input_projection(x, weight, bias, buffers):

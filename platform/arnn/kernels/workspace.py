@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from arnn.kernels.eager import refuse_second_backward
+
 
 class Workspace:
     def __init__(self) -> None:
@@ -42,6 +44,38 @@ class Workspace:
 
     def __getstate__(self) -> dict:
         return {"_free": {}}
+
+
+class ScanBuffers:
+    """One call's buffers that its backward reads: taken from the workspace (or made) by
+    name in the forward, handed to the backward, and given back by `release` when the
+    backward is done with them, or by the forward itself where no graph is recorded.
+    `scan` names the Function in the error a second backward gets."""
+
+    def __init__(self, workspace: Workspace | None, recorded: bool, scan: str):
+        self.workspace = workspace if workspace is not None else Workspace()
+        self.recorded = recorded
+        self.scan = scan
+        self.taken: dict[str, torch.Tensor] | None = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        self.taken[name] = self.workspace.take(name, shape, like)
+        return self.taken[name]
+
+    def end_forward(self) -> None:
+        if not self.recorded:
+            self.release()
+
+    def for_backward(self) -> dict[str, torch.Tensor]:
+        """The buffers, until they are released: a backward overwrites them as it goes,
+        so a second one (retain_graph) is refused."""
+        refuse_second_backward(self.taken, self.scan)
+        return self.taken
+
+    def release(self) -> None:
+        for name, tensor in self.taken.items():
+            self.workspace.give(name, tensor)
+        self.taken = None
 
 
 def records_graph(*tensors: torch.Tensor | None) -> bool:

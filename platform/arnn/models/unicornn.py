@@ -36,10 +36,9 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from arnn.kernels.eager import (
-    refuse_second_backward,
     tanh_backward,
 )
-from arnn.kernels.workspace import Workspace, records_graph
+from arnn.kernels.workspace import ScanBuffers, Workspace, records_graph
 from arnn.models._layers import SequenceClassifier
 from arnn.models._registry import ModelOptions, register_model
 
@@ -91,16 +90,15 @@ class _Wavefront:
 
 class UnICORNNScan(torch.autograd.Function):
     """out = UnICORNNScan.apply(x_rows [T*B, m] (time-major rows), y0 [B, n], masks
-    [L-1, B, n] | None, dt, alpha, steps, keep, workspace | None, recorded,
+    [L-1, B, n] | None, dt, alpha, steps, keep, buffers | None,
     v_1, b_1, w_1, c_1, ..., v_L, b_L, w_L, c_L)
 
     Every layer of the stack in one Function. `out` is the last layer's every y,
     time-major [T, B, n], when `keep`, else its y_T [B, n]; `y0` is the last layer's y_0
     (the layers below start at 0), `masks[l]` the dropout mask on layer l's output, the
-    same at every step; None when off. The buffers come from `workspace` (the encoder's
-    `Workspace`, so that the next batch finds them mapped), or fresh where it is None;
-    `recorded` says whether autograd records this call (grad mode on and some input
-    requiring grad): where not, the forward gives every buffer back.
+    same at every step; None when off. `buffers` (arnn.kernels.workspace.ScanBuffers) holds
+    what the backward reads, from the encoder's workspace, so that the next batch finds
+    them mapped; its workspace also lends the scratch buffers; None: all fresh.
 
     Time is cut into chunks and the layers run as a wavefront (`_Wavefront`): each step is
     one set of elementwise operations on all the layers in flight, not one set per layer,
@@ -129,25 +127,26 @@ class UnICORNNScan(torch.autograd.Function):
         alpha: float,
         steps: int,
         keep: bool,
-        space,
-        recorded: bool,
+        buffers,
         *params,
     ):
         plan = _Wavefront(steps, len(params) // 4, UnICORNNScan.chunk)
-        space = space if space is not None else Workspace()
+        if buffers is None:
+            buffers = ScanBuffers(None, True, "UnICORNNScan")
+        space = buffers.workspace  # the scratch buffers go back to it directly
         layers, chunk = plan.layers, plan.chunk
         batch, n = y0.shape
         v, b, w, c = params[0::4], params[1::4], params[2::4], params[3::4]
         delta = torch.sigmoid(torch.stack(c)).mul_(dt)[:, None, :]  # [L, 1, n]
         w_all = torch.stack(w)[:, None, :]
         # work[j, l]: layer l's x̃ over its chunk in round j, then tanh in place.
-        work = space.take("work", (plan.rounds, layers, chunk, batch, n), y0)
+        work = buffers.take("work", (plan.rounds, layers, chunk, batch, n), y0)
         # out[l, i]: layer l's y after the i-th step of its chunk; out[l, -1] carries the
         # last one into the next chunk, and so starts as y_0.
         out = space.take("out", (layers, chunk, batch, n), y0).zero_()
         out[-1, -1].copy_(y0)
         z, p = y0.new_zeros(layers, batch, n), y0.new_empty(layers, batch, n)
-        marks = space.take("marks", (2, plan.rounds, layers, batch, n), y0)
+        marks = buffers.take("marks", (2, plan.rounds, layers, batch, n), y0)
         mark_y, mark_z = marks.unbind(0)
         seq = y0.new_empty(steps, batch, n) if keep else None
         below = space.take("below", (chunk, batch, n), y0)
@@ -183,11 +182,9 @@ class UnICORNNScan(torch.autograd.Function):
                 seq[start : start + size].copy_(out[hi, :size])
         space.give("out", out)
         space.give("below", below)
-        if not recorded:
-            space.give("work", work)
-            space.give("marks", marks)
+        buffers.end_forward()
         ctx.save_for_backward(x_rows, *params)
-        ctx.work, ctx.marks, ctx.masks, ctx.space = work, marks, masks, space
+        ctx.buffers, ctx.masks = buffers, masks
         ctx.plan, ctx.dt, ctx.alpha, ctx.keep = plan, dt, alpha, keep
         if keep:
             return seq
@@ -198,13 +195,12 @@ class UnICORNNScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        refuse_second_backward(ctx.work, "UnICORNNScan")
         x_rows, *params = ctx.saved_tensors
-        work, marks, masks, plan, space = ctx.work, ctx.marks, ctx.masks, ctx.plan, ctx.space
+        taken = ctx.buffers.for_backward()
+        work, marks, masks, plan = taken["work"], taken["marks"], ctx.masks, ctx.plan
+        space = ctx.buffers.workspace
         if UnICORNNScan.retain_activations:
             work = work.clone()
-        else:
-            ctx.work = ctx.marks = None
         mark_y, mark_z = marks.unbind(0)
         layers, chunk, alpha = plan.layers, plan.chunk, ctx.alpha
         batch, n = mark_y.shape[-2:]
@@ -297,10 +293,9 @@ class UnICORNNScan(torch.autograd.Function):
         for name, buffer in (("states", states), ("per_step", per_step), ("below", below)):
             space.give(name, buffer)
         if not UnICORNNScan.retain_activations:
-            space.give("work", work)
-            space.give("marks", marks)
+            ctx.buffers.release()
         grad_y0 = dy[-1].clone() if ctx.needs_input_grad[1] else None
-        return (grad_x, grad_y0, None, None, None, None, None, None, None, *grads)
+        return (grad_x, grad_y0, None, None, None, None, None, None, *grads)
 
 
 def _step(th, y, z, delta, alpha: float, p, z_out, y_out):
@@ -372,9 +367,9 @@ class UnICORNNEncoder(nn.Module):
             h0 = x.new_zeros(batch, self.hidden)
         x_rows = x.transpose(0, 1).reshape(steps * batch, x.shape[2])
         params = [p for layer in self.layers for p in layer.scan_parameters()]
-        recorded = records_graph(x, h0, *params)
+        buffers = ScanBuffers(self.workspace, records_graph(x, h0, *params), "UnICORNNScan")
         return UnICORNNScan.apply(
-            x_rows, h0, masks, self.dt, self.alpha, steps, keep, self.workspace, recorded, *params
+            x_rows, h0, masks, self.dt, self.alpha, steps, keep, buffers, *params
         )
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
