@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from arnn.errors import UsageError
 from arnn.report import FILES, write_report
-from arnn.sweep.driver import _spec_content
+from arnn.sweep.driver import spec_record
 from arnn.sweep.names import trial_name
 from arnn.sweep.spec import SPEC_TAG, parse_spec
 from arnn.sweep.tune import KIND_TAG, SCORE, SWEEP_TAG, TRIAL_TAG
@@ -95,7 +95,7 @@ def _write_sweep(client: MlflowClient, experiment_id: str, name: str, folder: Pa
         tags={
             SWEEP_TAG: name,
             KIND_TAG: "sweep",
-            SPEC_TAG: json.dumps(_spec_content(spec, total), sort_keys=True),
+            SPEC_TAG: json.dumps(spec_record(spec, total), sort_keys=True),
             "arnn.status": "finished",
         },
     ).info.run_id

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import optuna
@@ -226,13 +228,24 @@ def test_the_points_to_evaluate_are_the_first_trials_in_order(tmp_path):
 
 def test_a_sweep_recorded_before_the_newer_spec_keys_still_resumes():
     """What a resume compares leaves out `map` and an empty points_to_evaluate: the
-    content of a sweep recorded before those keys existed is unchanged."""
-    from arnn.sweep.driver import _spec_content
+    content of a sweep recorded before those keys existed is unchanged (its hash too); the
+    record the sweep's run keeps has them, for the report."""
+    from arnn.sweep.driver import _searched, spec_hash, spec_record
 
-    content = _spec_content(parse_spec(_with(map=["lr", "eps"])), 8)
+    spec = parse_spec(_with(map=["lr", "eps"]))
+    record = spec_record(spec, 8)
+    assert record["map"] == ["lr", "eps"] and record["points_to_evaluate"] == []
+    content = _searched(record)
     assert "map" not in content and "points_to_evaluate" not in content
+    older = {**spec.model_dump(mode="json", exclude={"map", "points_to_evaluate"})}
+    assert (
+        spec_hash(spec, 8)
+        == hashlib.sha256(
+            json.dumps({**older, "num_samples": 8}, sort_keys=True).encode()
+        ).hexdigest()[:16]
+    )
     point = {"gated": False, "lr": 0.01, "eps": 0.1}
-    assert _spec_content(parse_spec(_with(points_to_evaluate=[point])), 8)[
+    assert _searched(spec_record(parse_spec(_with(points_to_evaluate=[point])), 8))[
         "points_to_evaluate"
     ] == [point]
 

@@ -21,6 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from arnn.cli import main
+from arnn.report import _read_spec
 from arnn.sweep.driver import sweep
 from tests.conftest import assert_provenance, run_arnn
 from tests.datasets import write_broken_mnist, write_mnist
@@ -99,11 +100,13 @@ def _assert_kept_study_matches(study: optuna.Study, children) -> None:
 
 def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    outcome = sweep(str(_spec(tmp_path)), name="grid", storage_path=str(tmp_path / "ray"))
+    spec = _spec(tmp_path, map=["lr", "gated"])
+    outcome = sweep(str(spec), name="grid", storage_path=str(tmp_path / "ray"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, parents, children = _runs(uri)
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
+    assert _read_spec(client, parent).map_params() == ("lr", "gated")  # what the report maps
     assert parent.info.status == "FINISHED" and parent.info.run_id == outcome.parent_run_id
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "spec")] == ["spec/spec.yaml"]
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)

@@ -226,18 +226,24 @@ def _storage(flag: str | None) -> str:
     return str(Path(chosen).expanduser().resolve())
 
 
-def _spec_content(spec: Spec, total: int) -> dict:
-    """What a sweep searches: the spec with every default, and its number of trials. Left
-    out: `map` (it changes only the report), and points_to_evaluate while empty (a key
-    younger than sweeps already recorded, which must still resume)."""
-    content = {**spec.model_dump(mode="json", exclude={"map"}), "num_samples": total}
-    if not content["points_to_evaluate"]:
-        del content["points_to_evaluate"]
+def spec_record(spec: Spec, total: int) -> dict:
+    """The spec as its sweep's run keeps it (the tag arnn.spec, which the report reads):
+    every key, defaults filled in, and its number of trials."""
+    return {**spec.model_dump(mode="json"), "num_samples": total}
+
+
+def _searched(record: dict) -> dict:
+    """What a sweep searches, of a spec record: all of it but `map` (it changes only the
+    report), and points_to_evaluate while empty (a key younger than sweeps already
+    recorded, which must still resume)."""
+    content = {key: value for key, value in record.items() if key != "map"}
+    if not content.get("points_to_evaluate"):
+        content.pop("points_to_evaluate", None)
     return content
 
 
 def spec_hash(spec: Spec, total: int) -> str:
-    content = json.dumps(_spec_content(spec, total), sort_keys=True)
+    content = json.dumps(_searched(spec_record(spec, total)), sort_keys=True)
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
@@ -262,8 +268,8 @@ def _check_unchanged(parent: TrackedRun, spec: Spec, total: int) -> None:
     tags = parent.client.get_run(parent.run_id).data.tags
     if tags.get(SPEC_HASH_TAG) == spec_hash(spec, total):
         return
-    before = _flatten(json.loads(tags.get(SPEC_TAG, "{}")))
-    now = _flatten(_spec_content(spec, total))
+    before = _flatten(_searched(json.loads(tags.get(SPEC_TAG, "{}"))))
+    now = _flatten(_searched(spec_record(spec, total)))
     changed = [
         f"{key} {before.get(key)!r} -> {now.get(key)!r}"
         for key in sorted(set(before) | set(now))
@@ -314,7 +320,7 @@ def _open_parent(settings: SweepSettings, total: int, previous: TrackedRun | Non
         tags={
             **_parent_tags(settings),
             SPEC_HASH_TAG: spec_hash(spec, total),
-            SPEC_TAG: json.dumps(_spec_content(spec, total), sort_keys=True),
+            SPEC_TAG: json.dumps(spec_record(spec, total), sort_keys=True),
             "arnn.task": spec.task,
             "arnn.task_options": json.dumps(spec.base_config().task.options, sort_keys=True),
             "arnn.model": spec.model,
