@@ -21,10 +21,16 @@ from arnn.budgets import Budget
 from arnn.errors import UsageError
 from arnn.models import model_entry
 from arnn.published import PublishedRow
-from arnn.results import FINAL_SEEDS_TAG, cell_runs, final_outcomes_by_seed, trial_records
+from arnn.results import (
+    FINAL_SEEDS_TAG,
+    cell_runs,
+    final_outcomes_by_seed,
+    tag_column,
+    trial_records,
+)
 from arnn.sweep.driver import sweep, sweep_state_exists
 from arnn.sweep.spec import Spec, load_spec, param_values, parse_spec
-from arnn.tracking import runs_frame, tag_column
+from arnn.tracking import runs_frame
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,10 @@ class Row:
     cells: dict[str, CellResult] = field(default_factory=dict)
 
 
-def _tag(frame: pd.DataFrame, name: str) -> pd.Series:
+def tag_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Tag `name` of every run in a runs frame (arnn.tracking.runs_frame), as a column:
+    None where a run lacks it, all None where every run does (the frame has no column
+    for it then)."""
     column = f"tags.{name}"
     return frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
 
@@ -121,11 +124,13 @@ def cell_runs(
 ) -> pd.DataFrame:
     """The runs of one table cell (tags arnn.cell_task and arnn.cell_model), optionally of
     one stage (search or final) and one budget; empty when the store has none."""
-    keep = (_tag(frame, "arnn.cell_task") == task) & (_tag(frame, "arnn.cell_model") == model)
+    keep = (tag_column(frame, "arnn.cell_task") == task) & (
+        tag_column(frame, "arnn.cell_model") == model
+    )
     if stage is not None:
-        keep &= _tag(frame, "arnn.stage") == stage
+        keep &= tag_column(frame, "arnn.stage") == stage
     if budget is not None:
-        keep &= _tag(frame, "arnn.budget") == budget
+        keep &= tag_column(frame, "arnn.budget") == budget
     return frame[keep]
 
 
@@ -148,7 +153,7 @@ def _final_trials(finals: pd.DataFrame) -> pd.DataFrame:
     if finals.empty or "params.seed" not in finals:
         return finals.iloc[0:0]
     # kind "final" (older stores: "trial", with arnn.stage=final)
-    kinds = _tag(finals, "arnn.kind").isin(("final", "trial"))
+    kinds = tag_column(finals, "arnn.kind").isin(("final", "trial"))
     trials = finals[kinds & finals["params.seed"].notna()]
     return trials[trials["params.seed"].astype(int) >= scoring.FINAL_SEED_BASE]
 
@@ -159,7 +164,7 @@ def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
     trials = _final_trials(finals)
     if trials.empty:  # an empty store's frame has no columns at all
         return outcomes
-    for seed, status in zip(trials["params.seed"], _tag(trials, "arnn.status"), strict=True):
+    for seed, status in zip(trials["params.seed"], tag_column(trials, "arnn.status"), strict=True):
         outcomes.setdefault(int(seed), []).append(str(status))
     return outcomes
 
@@ -167,8 +172,8 @@ def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
 def _asked_seeds(finals: pd.DataFrame, by_seed: dict[int, list[str]]) -> list[int]:
     """Every seed a final sweep of the cell was asked for, run or not."""
     asked = set(by_seed)
-    sweeps = finals[_tag(finals, "arnn.kind") == "sweep"]
-    for listed in _tag(sweeps, FINAL_SEEDS_TAG).dropna():
+    sweeps = finals[tag_column(finals, "arnn.kind") == "sweep"]
+    for listed in tag_column(sweeps, FINAL_SEEDS_TAG).dropna():
         asked.update(int(seed) for seed in json.loads(listed))
     return sorted(asked)
 
@@ -177,23 +182,25 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
     """Mean ± std of the test accuracy over the final seeds that finished; the seeds asked
     and those that diverged beside it (arnn.scoring.count_seeds decides, as for run.py)."""
     mine = cell_runs(frame, task, model)
-    finals = mine[_tag(mine, "arnn.stage") == "final"]
-    budgets = [b for b in BUDGETS if b in set(_tag(finals, "arnn.budget"))]  # the largest wins
+    finals = mine[tag_column(mine, "arnn.stage") == "final"]
+    recorded = set(tag_column(finals, "arnn.budget"))
+    budgets = [b for b in BUDGETS if b in recorded]  # the largest wins
     if budget is not None:
         budgets = [b for b in budgets if b == budget]
     if not budgets:
         return
     cell.budget = budgets[-1]
-    chosen = finals[_tag(finals, "arnn.budget") == cell.budget]
+    chosen = finals[tag_column(finals, "arnn.budget") == cell.budget]
     by_seed = final_outcomes_by_seed(chosen)
     count = scoring.count_seeds(by_seed, _asked_seeds(chosen, by_seed))
     cell.asked, cell.diverged = count.asked, count.diverged
     trials = _final_trials(chosen)
     if not trials.empty:
         _fill_mean(cell, trials)
-    same_budget = mine[_tag(mine, "arnn.budget") == cell.budget]
+    same_budget = mine[tag_column(mine, "arnn.budget") == cell.budget]
     searched = same_budget[
-        (_tag(same_budget, "arnn.stage") == "search") & (_tag(same_budget, "arnn.kind") == "trial")
+        (tag_column(same_budget, "arnn.stage") == "search")
+        & (tag_column(same_budget, "arnn.kind") == "trial")
     ]
     cell.searched = len(searched)
     if "metrics.train_seconds" in same_budget:
@@ -204,7 +211,7 @@ def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
     """Mean ± std of the test accuracy over the seeds that finished (a seed run again
     after a failure counts its latest finished run)."""
     finished = trials[
-        (trials["status"] == "FINISHED") & (_tag(trials, "arnn.status") == scoring.FINISHED)
+        (trials["status"] == "FINISHED") & (tag_column(trials, "arnn.status") == scoring.FINISHED)
     ]
     finished = finished.sort_values("start_time").drop_duplicates("params.seed", keep="last")
     accuracies = 100 * finished.get("metrics.test_accuracy", pd.Series(dtype=float)).dropna()
@@ -212,15 +219,15 @@ def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
     if cell.n:
         cell.mean = float(accuracies.mean())
         cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
-        cell.units = str(_tag(finished, "arnn.units").iloc[0])
-        cell.parameters = str(_tag(finished, "arnn.parameters").iloc[0])
+        cell.units = str(tag_column(finished, "arnn.units").iloc[0])
+        cell.parameters = str(tag_column(finished, "arnn.parameters").iloc[0])
         cell.protocol = _protocol(finished)
 
 
 def _protocol(runs: pd.DataFrame) -> dict[str, str]:
     """PROTOCOL's values in these runs (a list where they differ); an unset subset is the
     full data."""
-    options = [json.loads(t) for t in _tag(runs, "arnn.task_options").dropna()]
+    options = [json.loads(t) for t in tag_column(runs, "arnn.task_options").dropna()]
     found = {}
     for label, (kind, *names) in PROTOCOL.items():
         if kind == "task option":
@@ -235,9 +242,7 @@ def _protocol(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def _pct(value: float | None) -> str:
-    return (
-        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
-    )
+    return "—" if number_or_none(value) is None else f"{value:.1f}"
 
 
 def render(table: PublishedTable, rows: list[Row], fmt: str, fill_command: str) -> str:

@@ -323,14 +323,6 @@ def runs_frame(tracking_uri: str, experiment: str, filter_string: str = ""):
             return pd.DataFrame(rows)
 
 
-def tag_column(frame, key: str):
-    """Tag `key` of every run in a runs_frame, as a column: NaN where a run lacks it, and
-    a column of NaN where every run does (runs_frame has no column for it then)."""
-    import pandas as pd
-
-    return frame.get(f"tags.{key}", pd.Series(index=frame.index, dtype=object))
-
-
 def _frame_row(run) -> dict:
     import pandas as pd
 

@@ -115,11 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON list instead of a table")
     args = parser.parse_args(argv)
     hiddens = [int(h) for h in args.hidden.split(",")]
+    found = [compile_variant(*variant) for variant in variants(hiddens)]
     if args.json:
-        found = [compile_variant(*variant) for variant in variants(hiddens)]
         print(json.dumps([{**dataclasses.asdict(r), "fits": r.fits} for r in found]))
         return 0
-    found = [compile_variant(*variant) for variant in variants(hiddens)]
     table = pd.DataFrame(
         {
             "kernel": [r.kernel for r in found],

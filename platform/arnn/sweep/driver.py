@@ -27,7 +27,7 @@ from arnn.errors import UsageError
 from arnn.interrupt import Interrupted, StopSignals
 from arnn.provenance import provenance_tags
 from arnn.report import write_report
-from arnn.results import trial_records
+from arnn.results import tag_column, trial_records
 from arnn.sweep import names
 from arnn.sweep.ray_runtime import check_address, connect, disconnect
 from arnn.sweep.space import num_trials
@@ -35,6 +35,7 @@ from arnn.sweep.spec import SPEC_TAG, Spec, load_spec
 from arnn.sweep.study import resolve_study_storage, shown, write_study
 from arnn.sweep.tune import (
     KIND_TAG,
+    NUMBER_TAG,
     SWEEP_TAG,
     TRIAL_TAG,
     SweepSettings,
@@ -45,13 +46,13 @@ from arnn.sweep.tune import (
 from arnn.tables import console
 from arnn.tasks import create_task
 from arnn.tracking import (
+    STATUS_TAG,
     TrackedRun,
     absolute_tracking_uri,
     browse_hint,
     is_local_store,
     resolve_tracking_uri,
     runs_frame,
-    tag_column,
 )
 
 DEFAULT_STORAGE = "ray_results"
@@ -357,7 +358,7 @@ def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: froz
     if frame.empty:
         return
     kinds, ids = tag_column(frame, KIND_TAG), tag_column(frame, TRIAL_TAG)
-    numbers = tag_column(frame, "arnn.trial_number")
+    numbers = tag_column(frame, NUMBER_TAG)
     trials = (kinds == settings.trial_kind) & ids.notna()
     foreign = trials & ~ids.isin(known)
     taken = set(numbers[trials & ~foreign].dropna()) - {""}
@@ -371,9 +372,10 @@ def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: froz
             )
             continue
         run = TrackedRun(parent.client, run_id)
-        run.set_tags({"arnn.status": scoring.LOST})
         if row.status == "RUNNING":
-            run.finish("KILLED")
+            run.close("KILLED", scoring.LOST)
+        else:  # it ended before the driver was killed: its status stays
+            run.set_tags({STATUS_TAG: scoring.LOST})
         parent.client.delete_run(run_id)
         print(
             f"trial {trial_id} was lost with the killed driver's unsaved state (the resumed "

@@ -44,6 +44,7 @@ from arnn.tracking import TrackedRun, config_params, run_tags
 from arnn.train import EpochMetrics, kernel_path, read_checkpoint, resolve_device, train
 
 SWEEP_TAG, TRIAL_TAG, KIND_TAG = "arnn.sweep", "arnn.trial_id", "arnn.kind"
+NUMBER_TAG = "arnn.trial_number"  # on a trial's run: TRIAL_NUMBER below, "" where none
 # The trial's number in the sweep (Optuna's, from 0), which the searcher adds to the values
 # it suggests: the trainable takes it out again, and names the trial's run by it.
 TRIAL_NUMBER = "arnn_trial_number"
@@ -171,7 +172,7 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled, number) 
             TRIAL_TAG: trial_id,
             SWEEP_TAG: settings.name,
             KIND_TAG: settings.trial_kind,
-            "arnn.trial_number": "" if number is None else str(number),
+            NUMBER_TAG: "" if number is None else str(number),
             "arnn.attempts": "1",
             "arnn.sampled": json.dumps(sampled, sort_keys=True),
             **dict(settings.provenance),
