@@ -80,10 +80,11 @@ def write_study(storage: str, name: str, spec: Spec, trials, tracking_uri: str, 
                 f"(MLflow run {owner}); name this sweep otherwise, or use another --study-storage"
             )
         optuna.delete_study(study_name=name, storage=storage)
+    client, every = connect(tracking_uri), distributions(spec)
     frozen = [
         trial
         for row in sorted(trials.to_dict("records"), key=_order)
-        if (trial := _frozen(row, spec, tracking_uri)) is not None
+        if (trial := _frozen(row, spec.metric, every, client)) is not None
     ]
     study = optuna.create_study(study_name=name, storage=storage, direction=f"{spec.mode}imize")
     study.set_user_attr("metric", spec.metric)
@@ -108,16 +109,17 @@ def number_of(row: dict) -> int | None:
     return int(number) if number.isdigit() else None
 
 
-def _frozen(row: dict, spec: Spec, tracking_uri: str) -> optuna.trial.FrozenTrial | None:
+def _frozen(row: dict, metric: str, every: dict, client) -> optuna.trial.FrozenTrial | None:
+    """The trial of one run (`every`: the spec's distributions), None where it has not
+    ended."""
     outcome = str(row.get("tags.arnn.status") or "")
     score = number_or_none(row.get("metrics.trial_score"))
     state = trial_state(outcome, score)
     if state is None:
         return None  # in flight or interrupted: not ended, so not in the study yet
     sampled = json.loads(row.get("tags.arnn.sampled") or "{}")
-    every = distributions(spec)
     params = {k: v for k, v in sampled.items() if k in every}
-    history = connect(tracking_uri).get_metric_history(row["run_id"], spec.metric)
+    history = client.get_metric_history(row["run_id"], metric)
     trial = optuna.trial.create_trial(
         state=state,
         value=score if state == optuna.trial.TrialState.COMPLETE else None,
