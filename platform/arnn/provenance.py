@@ -18,10 +18,10 @@ LIBRARIES = ("arnn", "torch", "ray", "optuna", "mlflow")
 UNKNOWN = "unknown"
 
 
-def _git(*args: str) -> str | None:
+def _git(folder: Path, *args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", "-C", str(PACKAGE_DIR), *args],
+            ["git", "-C", str(folder), *args],
             capture_output=True,
             text=True,
             timeout=10,
@@ -32,13 +32,19 @@ def _git(*args: str) -> str | None:
     return done.stdout
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout the package is imported from; (None, None) when it
-    is not in one (an installed wheel, a worker without the repository)."""
-    commit = (_git("rev-parse", "HEAD") or "").strip() or None
+def git_state(folder: Path = PACKAGE_DIR) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout `folder` is in (by default the one the package is
+    imported from); (None, None) when it is not in one (an installed wheel, a worker
+    without the repository).
+
+    Dirty means a tracked file differs from the commit. Untracked files never count: the
+    platform's own outputs (mlflow.db, optuna.db, ray_results/, figures) land in the
+    checkout and say nothing about the code, and a new module only computes anything once
+    a tracked file imports it, which makes the tree dirty by itself."""
+    commit = (_git(folder, "rev-parse", "HEAD") or "").strip() or None
     if commit is None:
         return None, None
-    status = _git("status", "--porcelain")  # untracked files count; ignored ones do not
+    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
     return commit, None if status is None else bool(status.strip())
 
 
