@@ -171,6 +171,32 @@ def test_a_malformed_spec_names_file_key_and_rule(raw, message):
     assert "\n" not in text
 
 
+def test_a_spec_with_several_mistakes_reports_every_one_with_the_allowed_keys():
+    """Unknown keys at any depth and the checks across keys, all in one line; each unknown
+    key with the keys allowed there and the closest one."""
+    raw = _with(
+        schedular={"type": "asha"},
+        sampler={"type": "tpe", "sede": 3},
+        fixed={"hidden": 8, "epochs": 2, "batchsize": 64},
+    )
+    raw["params"] = {**GOOD["params"], "lr": {"type": "float", "low": 0.001, "hihg": 0.1}}
+    with pytest.raises(UsageError) as raised:
+        parse_spec(raw, source="bad.yaml")
+    text = str(raised.value)
+    assert "\n" not in text
+    assert "schedular: unknown key; did you mean scheduler? (allowed: " in text
+    assert "num_samples, params, points_to_evaluate, resources, sampler, scheduler" in text
+    assert "sampler.sede: unknown key; did you mean seed? (allowed: seed, type)" in text
+    assert "params.lr.hihg: unknown key; did you mean high? (allowed: high, log, low, step" in text
+    assert "params.lr.high: required key is missing" in text
+    raw["params"] = GOOD["params"]
+    with pytest.raises(UsageError) as raised:
+        parse_spec(raw, source="bad.yaml")
+    text = str(raised.value)  # set aside the unknown keys, the cross-checks still ran
+    assert "schedular: unknown key" in text and "sampler.sede: unknown key" in text
+    assert "fixed.batchsize: unknown setting; did you mean batch_size? (allowed: " in text
+
+
 def test_malformed_yaml_and_missing_files_are_one_line(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")

@@ -7,7 +7,11 @@ Nothing is started before a spec has passed every check here.
 
 from __future__ import annotations
 
+import difflib
 import math
+import types
+import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -210,17 +214,91 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def parse_spec(raw: Any, *, source: str = "spec") -> Spec:
+    """Validate a spec whole: every problem in one UsageError, not the first alone."""
     if not isinstance(raw, dict):
         raise UsageError(f"{source}: a spec is a mapping of keys (name, task, model, ...)")
-    try:
-        spec = Spec.model_validate(raw)
-    except pydantic.ValidationError as error:
-        problems = [_describe(item) for item in error.errors()]
-        raise UsageError(f"{source}: " + "; ".join(problems)) from None
-    problems = _cross_checks(spec)
+    problems, spec = _validated(raw)
+    if spec is not None:
+        problems += _cross_checks(spec)
     if problems:
         raise UsageError(f"{source}: " + "; ".join(problems))
     return spec
+
+
+def _validated(raw: dict) -> tuple[list[str], Spec | None]:
+    """The schema's problems, and the Spec where the only ones are unknown keys: those are
+    set aside, so that the checks across keys still run on the rest in the same go."""
+    try:
+        return [], Spec.model_validate(raw)
+    except pydantic.ValidationError as error:
+        items = error.errors()
+    problems = [_describe(item) for item in items]
+    unknown = [item["loc"] for item in items if item["type"] == "extra_forbidden"]
+    if len(unknown) < len(items):
+        return problems, None
+    try:
+        return problems, Spec.model_validate(_without(raw, unknown))
+    except pydantic.ValidationError:
+        return problems, None
+
+
+def _without(raw: Any, locations: list[tuple]) -> Any:
+    """A copy of `raw` without the keys at `locations` (pydantic's error paths, in which a
+    discriminated union's tag stands where the raw mapping has no key)."""
+    copy = yaml.safe_load(yaml.safe_dump(raw))
+    for location in locations:
+        node = copy
+        for part in location[:-1]:
+            if isinstance(node, dict) and part in node or isinstance(node, list):
+                node = node[part]
+        node.pop(location[-1], None)
+    return copy
+
+
+def unknown_key(
+    where: str, key: str, allowed: Iterable[str], problem: str = "unknown key"
+) -> str:
+    """'fixed.batchsize: unknown setting; did you mean batch_size? (allowed: ...)'."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{where}: {problem}{hint} (allowed: {', '.join(allowed)})"
+
+
+def _keys_at(location: tuple) -> list[str]:
+    """The keys the spec's schema allows in the mapping at `location` (a pydantic path)."""
+    kinds: list[Any] = [Spec]
+    for part in location:
+        kinds = [step for kind in _members(kinds) for step in _step(kind, part)]
+    return [name for kind in _members(kinds) if _is_model(kind) for name in kind.model_fields]
+
+
+def _members(kinds: list[Any]) -> list[Any]:
+    """The concrete types behind Annotated[...], unions and Optional."""
+    out = []
+    for kind in kinds:
+        if typing.get_origin(kind) is Annotated:
+            out += _members([typing.get_args(kind)[0]])
+        elif typing.get_origin(kind) in (typing.Union, types.UnionType):
+            out += _members([arg for arg in typing.get_args(kind) if arg is not type(None)])
+        else:
+            out.append(kind)
+    return out
+
+
+def _step(kind: Any, part: Any) -> list[Any]:
+    if _is_model(kind):
+        if part in kind.model_fields:
+            return [kind.model_fields[part].annotation]
+        tag = kind.model_fields.get("type")
+        return [kind] if tag and part in typing.get_args(tag.annotation) else []
+    if typing.get_origin(kind) in (dict, list):
+        return [typing.get_args(kind)[-1]]
+    return []
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, pydantic.BaseModel)
 
 
 def _describe(item: dict) -> str:
@@ -229,7 +307,7 @@ def _describe(item: dict) -> str:
     tags = {"float", "int", "categorical", "bool", "asha", "none"}
     path = ".".join(p for i, p in enumerate(loc) if not (i > 0 and p in tags and i < len(loc) - 1))
     if item["type"] == "extra_forbidden":
-        return f"{path}: unknown key"
+        return unknown_key(path, loc[-1], _keys_at(item["loc"][:-1]))
     if item["type"] == "missing":
         return f"{path}: required key is missing"
     if item["type"] == "union_tag_invalid":
@@ -262,8 +340,7 @@ def _cross_checks(spec: Spec) -> list[str]:
 
     for key in spec.fixed:
         if key not in fixable:
-            allowed = ", ".join(sorted(fixable - placement))
-            problems.append(f"fixed.{key}: unknown setting (allowed: {allowed})")
+            problems.append(unknown_key(f"fixed.{key}", key, fixable - placement, "unknown setting"))
         elif key in placement:
             problems.append(f"fixed.{key}: where trials run is set by `arnn sweep`, not a spec")
         if key in spec.params:
@@ -277,9 +354,7 @@ def _cross_checks(spec: Spec) -> list[str]:
     for name, param in spec.params.items():
         where = f"params.{name}"
         if name not in searchable:
-            problems.append(
-                f"{where}: not a searchable setting (allowed: {', '.join(sorted(searchable))})"
-            )
+            problems.append(unknown_key(where, name, searchable, "not a searchable setting"))
             continue
         range_problems = _range_problems(where, param)
         problems.extend(range_problems)
