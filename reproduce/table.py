@@ -3,9 +3,10 @@
     python reproduce/table.py                       # Tables 1 and 2 (and the successors)
     python reproduce/table.py --table 1 --format latex --out table1.tex
 
-Cells without finished runs say so, with the command that fills them. Also writes a PNG
-per table (published against ours, with error bars) beside --out, or in the working
-directory.
+Cells without finished runs say so, with the command that fills them; "params (ours)" is
+the exact count of the model each cell's spec trains, with or without runs. With --out,
+also writes a PNG per table (published against ours, with error bars) beside the file;
+without it, nothing is written.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from arnn.published import find_table, load_published
 from arnn.results import build_rows, plot, render
 from arnn.tracking import resolve_tracking_uri, runs_frame
 
-PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
+HERE = Path(__file__).resolve().parent
+PUBLISHED = HERE / "published.yaml"
+SEARCH_SPACES = HERE.parent / "search_spaces"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(BUDGETS),
         help="show this budget's runs (default: each cell's largest)",
     )
-    parser.add_argument("--out", type=Path, help="write the tables here instead of printing")
-    parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the tables to this file instead of printing, and a PNG per table beside it",
+    )
+    parser.add_argument("--no-figure", action="store_true", help="with --out: skip the PNGs")
     args = parser.parse_args(argv)
 
     try:
@@ -56,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
     texts = []
     for table in chosen:
-        rows = build_rows(table, frame, args.budget)
+        rows = build_rows(table, frame, args.budget, SEARCH_SPACES / table.specs)
         fill = f"python reproduce/run.py --table {table.id} --budget smoke"
         texts.append(render(table, rows, args.format, fill))
-        if not args.no_figure and any(r.published.trainable for r in rows):
-            folder = args.out.parent if args.out else Path.cwd()
-            path = folder / f"table{table.id}.png"
+        if args.out and not args.no_figure and any(r.published.trainable for r in rows):
+            path = args.out.parent / f"table{table.id}.png"
             plot(table, rows, path)
             texts.append(f"figure: {path}\n")
     output = "\n".join(texts)

@@ -32,7 +32,7 @@ FINAL_SEEDS_TAG = "arnn.final_seeds"  # on a final sweep's run: the seeds it was
 # from the tag arnn.task_options (every version has it), the split from the params (with
 # the flat names that runs logged before the configuration had sections).
 PROTOCOL = {
-    "psMNIST permutation seed": ("task option", "perm_seed"),
+    "pMNIST permutation seed": ("task option", "perm_seed"),
     "noise mode": ("task option", "noise"),
     "validation examples held out of the training set": ("param", "data.val_size", "val_size"),
     "training subset": ("param", "data.subset", "subset"),
@@ -134,17 +134,41 @@ def cell_runs(
     return frame[keep]
 
 
-def build_rows(table: PublishedTable, frame: pd.DataFrame, budget: str | None = None) -> list[Row]:
+def build_rows(
+    table: PublishedTable,
+    frame: pd.DataFrame,
+    budget: str | None = None,
+    spec_dir: Path | None = None,
+) -> list[Row]:
+    """Every row of `table` with our cells: the final runs' numbers where `frame` has them;
+    the units and exact parameter count of the model each cell's spec (in `spec_dir`)
+    trains even where it has none."""
     rows = []
     for published in table.rows:
         row = Row(published)
         for task in table.tasks:
             cell = CellResult(published=published.accuracy.get(task))
+            spec = spec_dir / f"table{table.id}_{task}_{published.model}.yaml" if spec_dir else None
+            if published.trainable and spec is not None and spec.exists():
+                cell.units, cell.parameters = planned_size(spec)
             if published.trainable and not frame.empty:
                 _fill(cell, frame, task, published.model, budget)
             row.cells[task] = cell
         rows.append(row)
     return rows
+
+
+def planned_size(spec_path: Path) -> tuple[str, str]:
+    """(units, exact parameter count) of the model that a cell's spec trains, as `arnn
+    models` counts it: its fixed settings, any sampled one at its default."""
+    from arnn.models import count_parameters
+    from arnn.sweep.spec import load_spec
+    from arnn.tasks import create_task
+    from arnn.train import build_model
+
+    config = load_spec(spec_path).base_config()
+    task = create_task(config.task.name, config.task.options)
+    return str(config.model.hidden), str(count_parameters(build_model(config, task, "eager")))
 
 
 def _final_trials(finals: pd.DataFrame) -> pd.DataFrame:
@@ -254,7 +278,6 @@ def render(table: PublishedTable, rows: list[Row], fmt: str, fill_command: str) 
     body = []
     for row in rows:
         line = [row.published.method]
-        units, params = str(row.published.units), None
         for cell in row.cells.values():
             if not row.published.trainable:
                 ours, diff = "cited", ""
@@ -269,14 +292,21 @@ def render(table: PublishedTable, rows: list[Row], fmt: str, fill_command: str) 
                     f"(n={cell.n}/{cell.asked}, {cell.diverged} diverged, {cell.budget})"
                 )
                 diff = "" if cell.difference is None else f"{cell.difference:+.1f}"
-                units, params = cell.units or units, cell.parameters
             line += [_pct(cell.published), ours, diff]
+        units = _distinct(c.units for c in row.cells.values()) or str(row.published.units)
+        params = _distinct(c.parameters for c in row.cells.values())
         line += [units, row.published.params or "—", params or "—"]
         body.append(line)
 
     frame = pd.DataFrame(body, columns=header)
     text = {"csv": tables.csv, "latex": tables.latex, "markdown": tables.markdown}[fmt](frame)
     return f"{table.title}\n\n{text}\n" + _footer(table, rows, fill_command)
+
+
+def _distinct(values) -> str:
+    """The values that are set, each once, in order: '9674', or '68234 / 80138' where a
+    row's tasks give its model other sizes (another input width)."""
+    return " / ".join(dict.fromkeys(v for v in values if v))
 
 
 def _footer(table: PublishedTable, rows: list[Row], fill_command: str) -> str:

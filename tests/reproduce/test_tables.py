@@ -64,6 +64,49 @@ def test_an_empty_store_still_prints_the_published_tables(tmp_path):
     unicornn = next(row for row in _rows(out) if row[0] == "UnICORNN (ICML 2021, 3 layers)")
     assert unicornn[4] == "98.4" and unicornn[7] == "62.4"
     assert "fill them with: python reproduce/run.py --table 1 --budget smoke" in out
+    assert not list(tmp_path.glob("*.png")), "no figure is written unasked"
+
+
+def _column(markdown: str, title: str, heading: str, method: str) -> str:
+    """One cell of the markdown table under `title`: row `method`, column `heading`."""
+    part = markdown[markdown.index(title) :]
+    rows = _rows(part.split("\n\n", 2)[1])
+    return rows[1 + [r[0] for r in rows[1:]].index(method)][rows[0].index(heading)]
+
+
+def test_the_tables_name_each_task_once_and_count_parameters_before_any_run(tmp_path):
+    """'params (ours)' is the count `arnn models` gives for the cell's spec, runs or none;
+    Table 3 has its number; permuted MNIST has one name in every table."""
+    done = _script("table.py", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    models = subprocess.run(
+        [sys.executable, "-m", "arnn", "models", "--task", "mnist", "--hidden", "128"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = {line.split()[0]: line.split()[2] for line in models.splitlines()[2:]}
+    table1 = "Table 1: pixel-by-pixel MNIST"
+    assert _column(out, table1, "params (ours)", "AntisymmetricRNN") == counts["antisymmetric"]
+    assert _column(out, table1, "params (ours)", "LSTM (Arjovsky et al., 2016)") == counts["lstm"]
+    assert "Table 3: Successors" in out
+    assert "psMNIST" not in out and "sMNIST" not in out
+    assert out.count("pMNIST published") == 2  # Tables 1 and 3
+
+
+def test_figures_go_beside_the_out_file(tmp_path):
+    out = tmp_path / "tables" / "all.md"
+    out.parent.mkdir()
+    done = _script(
+        "table.py", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", str(out),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "all.md", "table1.png", "table2.png", "table3.png"
+    ]
+    assert not list(tmp_path.glob("*.png"))
 
 
 def _store(uri: str):
@@ -236,7 +279,7 @@ def test_the_successors_table_is_trained_under_one_protocol_and_says_which(tmp_p
     assert cells[1] == "99.4" and cells[2] == "no runs yet"
     assert cells[4] == "96.3" and "(n=1/1, 0 diverged, smoke)" in cells[5]
     assert _has_row(text, "coRNN (Rusch & Mishra, ICLR 2021)", "99.3", "no runs yet")
-    assert "psMNIST permutation seed: 12008" in text
+    assert "pMNIST permutation seed: 12008" in text
     assert "validation examples held out of the training set: 512" in text
     assert "training subset: 512" in text
     assert "trials searched per cell: lipschitz/pmnist 2" in text
