@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from arnn.errors import UsageError
 from arnn.kernels import FUSED_MAX_HIDDEN, check_fused_fits
 from arnn.models import model_entry, validate_model_options
+from arnn.models._registry import reserve_option_names
 from arnn.tasks import task_entry, validate_task_options
 
 DEFAULT_EPOCHS = 10
@@ -201,6 +202,9 @@ FLAT_FIELDS: dict[str, tuple[str, str]] = {
     for field in schema.model_fields
 }
 FLAT_NAME = {place: flat for flat, place in FLAT_FIELDS.items()}
+# A model's options sit beside these names in the flat mapping (`momentum: 0.9`, `dt: 0.04`):
+# no model may declare an option that one of them would be taken for.
+reserve_option_names({*FLAT_FIELDS, "seed"}, owner="a training setting of arnn.config")
 
 
 class TrainConfig(_Section):

@@ -43,6 +43,28 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
+# Names a model's option may not take: the training settings (arnn.config reserves them),
+# which flags and specs write beside a model's options in one flat mapping. An option so
+# named would be taken for the setting, or the setting for it.
+_RESERVED: dict[str, str] = {}  # name -> who reserved it
+
+
+def reserve_option_names(names: typing.Iterable[str], owner: str) -> None:
+    """Refuse these names as model options, for the models registered and to come."""
+    for name in names:
+        _RESERVED[name] = owner
+    for entry in _MODELS.values():
+        _check_option_names(entry.name, entry.options)
+
+
+def _check_option_names(model: str, options: type[ModelOptions]) -> None:
+    taken = sorted(set(options.model_fields) & set(_RESERVED))
+    if taken:
+        owners = ", ".join(f"{name!r} ({_RESERVED[name]})" for name in taken)
+        raise ValueError(
+            f"model {model!r}: options named like a setting would be mistaken for it: "
+            f"{owners}; rename them"
+        )
 
 
 def register_model(
@@ -58,6 +80,7 @@ def register_model(
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
+        _check_option_names(name, options)
         _MODELS[name] = ModelEntry(name, build, description, options, takes_kernel, gated_variant)
         return build
 
