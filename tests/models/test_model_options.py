@@ -150,6 +150,8 @@ def test_the_antisymmetric_models_integrate_with_the_scheme_asked(scheme):
     expected = scheme_scan(
         x, encoder.input, a_t, x.new_zeros(4, 8), encoder.eps, True, False, scheme
     )
+    # Equal bits by construction: the encoder calls scheme_scan with these arguments, made
+    # by the same ops
     torch.testing.assert_close(encoder(x), expected, rtol=0, atol=0)
     config = TrainConfig.parse({"model": "antisymmetric", "scheme": scheme, "gamma": 0})
     assert config.model.options["scheme"] == scheme and config.model.options["gamma"] == 0.0

@@ -26,14 +26,14 @@ def test_mnist_is_read_through_torchvision_as_pixel_sequences(mnist_root):
     reference = MNIST(mnist_root, train=False)
     expected = (reference.data[:4].reshape(4, 784, 1).float() / 255 - 0.1307) / 0.3081
     torch.testing.assert_close(x, expected)
-    assert torch.equal(data.test.targets, reference.targets)
+    assert torch.equal(data.test.targets, reference.targets)  # integer labels: exact
 
 
 def test_pmnist_applies_one_permutation_from_its_recorded_seed(mnist_root):
     plain, permuted = create_task("mnist"), create_task("pmnist")
     a, b = _prepare(plain, mnist_root), _prepare(permuted, mnist_root)
     expected = torch.randperm(784, generator=torch.Generator().manual_seed(12008))
-    assert torch.equal(b.test.inputs, a.test.inputs[:, expected])
+    assert torch.equal(b.test.inputs, a.test.inputs[:, expected])  # uint8 pixels, moved
     other = _prepare(create_task("pmnist", {"perm_seed": 1}), mnist_root)
     assert not torch.equal(other.test.inputs, b.test.inputs)
 
@@ -41,7 +41,7 @@ def test_pmnist_applies_one_permutation_from_its_recorded_seed(mnist_root):
 def test_validation_split_is_seeded_disjoint_and_subset_caps_each_split(mnist_root):
     task = create_task("mnist")
     one, again = _prepare(task, mnist_root), _prepare(task, mnist_root)
-    assert torch.equal(one.val.inputs, again.val.inputs)
+    assert torch.equal(one.val.inputs, again.val.inputs)  # uint8 pixels, picked
     other = _prepare(task, mnist_root, split_seed=1)
     assert not torch.equal(one.val.inputs, other.val.inputs)
     train_rows = {bytes(r.numpy()) for r in one.train.inputs}
@@ -77,6 +77,7 @@ def test_pixel_cifar10_is_scan_line_rgb(cifar_root):
     data = _prepare(task, cifar_root)
     assert (len(data.train), len(data.test)) == (150, 40)
     reference = CIFAR10(cifar_root, train=False)
+    # uint8 pixels, moved: exact
     assert torch.equal(data.test.inputs, torch.from_numpy(reference.data).reshape(40, 1024, 3))
     assert task.to_inputs(data.test.inputs[:2], None).shape == (2, 1024, 3)
 
@@ -88,6 +89,7 @@ def test_noisy_cifar10_rows_then_noise_independent_or_fixed(cifar_root):
     data = _prepare(independent, cifar_root)
     image = torch.from_numpy(CIFAR10(cifar_root, train=False).data[0])  # [32, 32, 3]
     row = data.test.inputs[0, 5]
+    # uint8 pixels, moved: exact
     assert torch.equal(row, torch.cat([image[5, :, 0], image[5, :, 1], image[5, :, 2]]))
 
     generator = torch.Generator().manual_seed(0)
@@ -98,6 +100,8 @@ def test_noisy_cifar10_rows_then_noise_independent_or_fixed(cifar_root):
 
     fixed = create_task("noisy_cifar10", {"noise": "fixed"})
     y = fixed.to_inputs(data.test.inputs[:3], generator)
+    # Equal bits by construction: the fixed noise is one tensor expanded over the images, and
+    # the rows are the same op on the same pixels in one process
     assert torch.equal(y[0, 32:], y[1, 32:]) and torch.equal(y[:, :32], x[:, :32])
     with pytest.raises(UsageError, match="'noise'"):
         create_task("noisy_cifar10", {"noise": "pink"})
@@ -113,7 +117,7 @@ def test_adding_targets_are_the_sum_of_the_marked_values():
     sums = (train.inputs[..., 0] * markers).sum(1)
     torch.testing.assert_close(sums, train.targets)
     again, _ = task.load(None, download=False)
-    assert torch.equal(again.inputs, train.inputs)  # seeded
+    assert torch.equal(again.inputs, train.inputs)  # seeded: the same draws, in one process
     perfect = train.targets.unsqueeze(-1)
     assert task.score(perfect, train.targets) == (64, 64)
 
@@ -123,7 +127,7 @@ def test_copy_asks_for_the_first_symbols_after_the_delay():
     train, _ = task.load(None, download=False)
     x = task.to_inputs(train.inputs, None)
     assert x.shape == (16, 24, 6) and task.output_size == 20
-    assert torch.equal(x[:, :4].argmax(-1) - 1, train.targets)
+    assert torch.equal(x[:, :4].argmax(-1) - 1, train.targets)  # integers: exact
     assert (x[:, 4:, 0] == 1).all()  # blanks
     logits = torch.nn.functional.one_hot(train.targets, 5).float().reshape(16, 20)
     assert task.score(logits, train.targets) == (64, 64)
@@ -140,7 +144,7 @@ def test_batches_cover_the_split_once_in_seeded_order(mnist_root):
     data = _prepare(create_task("mnist"), mnist_root)
     seen = torch.cat([t for _, t in batches(data.train, 32, torch.Generator().manual_seed(3))])
     again = torch.cat([t for _, t in batches(data.train, 32, torch.Generator().manual_seed(3))])
-    assert torch.equal(seen, again)
+    assert torch.equal(seen, again)  # integer labels, in the seeded order: exact
     assert sorted(seen.tolist()) == sorted(data.train.targets.tolist())
 
 
