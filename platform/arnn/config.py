@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic_core import PydanticCustomError
 
-from arnn.errors import UsageError
+from arnn.errors import UsageError, value_problem
 from arnn.kernels import FUSED_MAX_HIDDEN, check_fused_fits
 from arnn.models import model_entry, validate_model_options
 from arnn.models._registry import reserve_option_names
@@ -343,10 +343,7 @@ def _describe(item: dict) -> tuple[str, str]:
     field = FLAT_NAME.get(loc[:2], ".".join(loc) or "configuration")
     if item["type"] == "extra_forbidden":
         return field, "unknown setting"
-    message = item["msg"].removeprefix("Value error, ")
-    if item["type"] == "value_error":  # our own validators' messages name the value
-        return field, message
-    return field, f"{message[0].lower()}{message[1:]}, got {item['input']!r}"
+    return field, value_problem(item)
 
 
 @contextlib.contextmanager

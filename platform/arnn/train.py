@@ -83,10 +83,8 @@ def resolve_device(name: str) -> torch.device:
 def kernel_path(config: TrainConfig, device: torch.device) -> str:
     """eager or fused: the path this run's recurrence takes on `device` (models without
     our recurrence run PyTorch's own layers: eager)."""
-    if not model_entry(config.model.name).takes_kernel:
+    if not model_entry(config.model.name).kernel_choice_applies(config.model.options):
         return "eager"
-    if config.model.options.get("scheme", "euler") != "euler":
-        return "eager"  # the fused kernels integrate with forward Euler only
     return resolve_kernel(config.runtime.kernel, device, config.model.hidden)
 
 

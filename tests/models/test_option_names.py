@@ -27,6 +27,6 @@ def test_a_model_option_of_its_own_name_registers():
     try:
         assert "scratch_stiff" in list_models()
     finally:
-        from arnn.models import _registry
+        from arnn.models._registry import MODELS
 
-        del _registry._MODELS["scratch_stiff"]
+        MODELS.remove("scratch_stiff")

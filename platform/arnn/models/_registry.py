@@ -10,7 +10,7 @@ from typing import Any
 import pydantic
 from torch import nn
 
-from arnn.errors import UsageError
+from arnn.registry import Registry
 
 
 class ModelOptions(pydantic.BaseModel):
@@ -39,10 +39,18 @@ class ModelEntry:
     description: str
     options: type[ModelOptions]
     takes_kernel: bool = False
+    # Whether the fused kernels can compute the recurrence with these (validated, dumped)
+    # options; None: whenever the model takes a kernel.
+    fusable: Callable[[dict[str, Any]], bool] | None = None
     gated_variant: str | None = None  # the model a sweep's `gated: true` turns this one into
 
+    def kernel_choice_applies(self, options: dict[str, Any]) -> bool:
+        """Whether `runtime.kernel` chooses how this model, so configured, computes: false
+        for PyTorch's own layers and for recurrences only the eager path integrates."""
+        return self.takes_kernel and (self.fusable is None or self.fusable(options))
 
-_MODELS: dict[str, ModelEntry] = {}
+
+MODELS: Registry[ModelEntry] = Registry("model")
 # Names a model's option may not take: the training settings (arnn.config reserves them),
 # which flags and specs write beside a model's options in one flat mapping. An option so
 # named would be taken for the setting, or the setting for it.
@@ -53,7 +61,7 @@ def reserve_option_names(names: typing.Iterable[str], owner: str) -> None:
     """Refuse these names as model options, for the models registered and to come."""
     for name in names:
         _RESERVED[name] = owner
-    for entry in _MODELS.values():
+    for entry in MODELS:
         _check_option_names(entry.name, entry.options)
 
 
@@ -73,47 +81,35 @@ def register_model(
     description: str,
     options: type[ModelOptions] = InitOptions,
     takes_kernel: bool = False,
+    fusable: Callable[[dict[str, Any]], bool] | None = None,
     gated_variant: str | None = None,
 ):
     """Decorator that adds a constructor to the registry under `name`."""
 
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is registered twice")
         _check_option_names(name, options)
-        _MODELS[name] = ModelEntry(name, build, description, options, takes_kernel, gated_variant)
+        MODELS.add(
+            ModelEntry(
+                name, build, description, options, takes_kernel, fusable, gated_variant
+            )
+        )
         return build
 
     return add
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_entry(name: str) -> ModelEntry:
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise UsageError(f"unknown model {name!r}; allowed: {', '.join(list_models())}") from None
+    return MODELS.get(name)
 
 
 def validate_model_options(name: str, options: dict[str, Any]) -> ModelOptions:
     """A model's options checked against its schema; every problem in one UsageError line
     naming the option and what the model accepts."""
-    entry = model_entry(name)
-    try:
-        return entry.options.model_validate(options)
-    except pydantic.ValidationError as error:
-        allowed = ", ".join(entry.options.model_fields) or "none"
-        problems = []
-        for item in error.errors():
-            key = ".".join(str(part) for part in item["loc"])
-            if item["type"] == "extra_forbidden":
-                problems.append(f"unknown option {key!r} (allowed: {allowed})")
-            else:
-                problems.append(f"option {key!r}: {item['msg']}, got {item['input']!r}")
-        raise UsageError(f"model {name}: " + "; ".join(problems)) from None
+    return MODELS.validate_options(name, options)
 
 
 def describe_options(fields: dict[str, pydantic.fields.FieldInfo]) -> list[str]:

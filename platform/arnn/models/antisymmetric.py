@@ -126,7 +126,11 @@ def _classifier(
     return SequenceClassifier(encoder, hidden, output_size)
 
 
-_FAMILY = dict(options=AntisymmetricOptions, takes_kernel=True)
+def _euler(options: dict) -> bool:
+    return options.get("scheme", "euler") == "euler"  # the fused kernels integrate with Euler
+
+
+_FAMILY = dict(options=AntisymmetricOptions, takes_kernel=True, fusable=_euler)
 
 
 @register_model(

@@ -19,7 +19,7 @@ import pydantic
 import yaml
 
 from arnn.config import FLAT_FIELDS, TrainConfig, config_problems
-from arnn.errors import UsageError
+from arnn.errors import UsageError, value_problem
 from arnn.models import list_models, model_entry
 
 Scalar = str | int | float | bool
@@ -315,8 +315,7 @@ def _describe(item: dict) -> str:
         return f"{path}.type: must be one of {item['ctx']['expected_tags']}, got {tag!r}"
     if item["type"] == "union_tag_not_found":
         return f"{path}: needs a type ({item['ctx']['discriminator']})"
-    message = item["msg"].removeprefix("Value error, ")
-    return f"{path}: {message[0].lower()}{message[1:]}, got {item['input']!r}"
+    return f"{path}: {value_problem(item)}"
 
 
 def _cross_checks(spec: Spec) -> list[str]:
