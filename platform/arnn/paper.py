@@ -1,4 +1,4 @@
-"""Figures printed in the paper that the package itself needs (see ../shared/docs/PAPER.md)."""
+"""Figures printed in the paper that the package itself needs (see docs/published.md)."""
 
 # (model, task, units) -> the parameter count as the paper prints it. For noise-padded
 # CIFAR-10 the paper prints the m = 3 counts, though m = 96 makes the models larger.

@@ -14,7 +14,7 @@ ADDING = ["--task", "adding", "--task-option", "length=6", "--task-option", "tra
 
 
 def _formula(model: str, m: int, n: int, layers: int = 3) -> int:
-    """The successors' exact counts (SUCCESSORS.md), 10 classes."""
+    """The successors' exact counts (docs/models.md), 10 classes."""
     return {
         "cornn": 2 * n * n + (m + 11) * n + 10,
         "lipschitz": 2 * n * n + (m + 11) * n + 10,

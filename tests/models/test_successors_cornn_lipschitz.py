@@ -1,5 +1,5 @@
 """coRNN and Lipschitz RNN: counts, the equations, the initialisation, the hand-written
-backward and the options schema (see /work/shared/docs/SUCCESSORS.md)."""
+backward and the options schema (see docs/models.md)."""
 
 from __future__ import annotations
 

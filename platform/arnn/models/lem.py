@@ -1,7 +1,7 @@
 """LEM, the long expressive memory network (Rusch, Mishra, Erichson, Mahoney, ICLR 2022).
 
 Two states, y and z, each with a learned per-unit step size bounded in (0, dt); z first,
-then y uses the new z (docs/SUCCESSORS.md):
+then y uses the new z (docs/models.md):
 
     Δ̄_t = dt · sigmoid(W_1 y_{t-1} + V_1 u_t + b_1)          (gate of y)
     Δ_t  = dt · sigmoid(W_2 y_{t-1} + V_2 u_t + b_2)          (gate of z)

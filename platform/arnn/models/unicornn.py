@@ -1,7 +1,7 @@
 """UnICORNN, the undamped independent controlled oscillator RNN (Rusch & Mishra, ICML 2021).
 
 L stacked layers; each a linear map over all steps, then a diagonal undamped oscillator
-integrated by symplectic Euler, z first and y with the new z (docs/SUCCESSORS.md):
+integrated by symplectic Euler, z first and y with the new z (docs/models.md):
 
     x̃_t = V u_t + b,   δ = dt · sigmoid(c)
     z_t = z_{t-1} − δ ⊙ (tanh(w ⊙ y_{t-1} + x̃_t) + α y_{t-1})
