@@ -16,9 +16,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from arnn.errors import UsageError
-from arnn.report import FILES, write_report
 from arnn.sweep.driver import spec_record
 from arnn.sweep.names import trial_name
+from arnn.sweep.report import FILES, write_report
 from arnn.sweep.spec import SPEC_TAG, parse_spec
 from arnn.sweep.tune import KIND_TAG, SCORE, SWEEP_TAG, TRIAL_TAG
 

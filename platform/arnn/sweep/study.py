@@ -6,7 +6,8 @@ keeping its run): when a sweep ends, interrupted or not, its study is written ag
 so that it holds exactly one trial per finished trial run, in the order the searcher asked
 for them, with the state MLflow says (COMPLETE with the trial's score, PRUNED, FAIL) and
 the metric's value at each epoch. Trials still in flight (an interrupted sweep's) are not
-in it until a resume finishes them.
+in it until a resume finishes them. The sweep's report ranks its importances on the same
+study, built in memory from MLflow (`sweep_study`).
 """
 
 from __future__ import annotations
@@ -68,18 +69,23 @@ def write_study(storage: str, name: str, spec: Spec, trials, tracking_uri: str, 
     """Write the study of sweep `name` (MLflow run `parent`) into `storage` from its trial
     runs (`trials`: the runs_frame rows of the sweep's trials); the number of trials
     written. A study of that name that another sweep wrote is not replaced: UsageError."""
-    try:
-        kept = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:  # not written before
-        kept = None
-    if kept is not None:
-        owner = kept.user_attrs.get("mlflow_parent_run_id")
-        if owner != parent:
-            raise UsageError(
-                f"a study named {name!r} in {shown(storage)} belongs to another sweep "
-                f"(MLflow run {owner}); name this sweep otherwise, or use another --study-storage"
-            )
-        optuna.delete_study(study_name=name, storage=storage)
+    _delete_own_study(storage, name, parent)
+    study = sweep_study(spec, trials, tracking_uri, parent, storage=storage, name=name)
+    return len(study.get_trials(deepcopy=False))
+
+
+def sweep_study(
+    spec: Spec,
+    trials,
+    tracking_uri: str,
+    parent: str,
+    storage: str | None = None,
+    name: str | None = None,
+) -> optuna.Study:
+    """The study of the sweep whose MLflow run is `parent`, from its trial runs (`trials`:
+    the runs_frame rows of the sweep's trials): into `storage` under `name`, or with
+    `storage` None in memory (the report's importances are ranked on it). A run whose
+    sampled values lie outside the spec's ranges: ValueError."""
     client, every = connect(tracking_uri), distributions(spec)
     frozen = [
         trial
@@ -90,7 +96,23 @@ def write_study(storage: str, name: str, spec: Spec, trials, tracking_uri: str, 
     study.set_user_attr("metric", spec.metric)
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.add_trials(frozen)
-    return len(frozen)
+    return study
+
+
+def _delete_own_study(storage: str, name: str, parent: str) -> None:
+    """Delete the study `name` in `storage` that sweep `parent` wrote before, if any; one
+    that another sweep wrote: UsageError."""
+    try:
+        kept = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # not written before
+        return
+    owner = kept.user_attrs.get("mlflow_parent_run_id")
+    if owner != parent:
+        raise UsageError(
+            f"a study named {name!r} in {shown(storage)} belongs to another sweep "
+            f"(MLflow run {owner}); name this sweep otherwise, or use another --study-storage"
+        )
+    optuna.delete_study(study_name=name, storage=storage)
 
 
 def shown(storage: str) -> str:
