@@ -236,7 +236,7 @@ def test_pmnist_records_its_permutation_seed(mnist_root, tmp_path):
     done = run_arnn(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     _, run = only_run(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from arnn.tasks.images import PMNIST_SEED
+    from arnn.tasks.catalog import PMNIST_SEED
 
     assert run.data.params["task.perm_seed"] == str(PMNIST_SEED)
     assert json.loads(run.data.tags["arnn.task_options"]) == {"perm_seed": PMNIST_SEED}

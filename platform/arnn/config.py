@@ -17,7 +17,7 @@ import pydantic
 from pydantic_core import PydanticCustomError
 
 from arnn.errors import UsageError, value_problem
-from arnn.kernels import FUSED_MAX_HIDDEN, check_fused_fits
+from arnn.kernel_limits import FUSED_MAX_HIDDEN, check_fused_fits
 from arnn.models import model_entry, validate_model_options
 from arnn.models._registry import reserve_option_names
 from arnn.tasks import task_entry, validate_task_options

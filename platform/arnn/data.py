@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from arnn.errors import UsageError
-from arnn.tasks import Split, Task
+from arnn.tasks._base import Split, Task
 
 DATA_DIR_ENV = "ARNN_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.cache/arnn/data")

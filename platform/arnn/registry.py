@@ -7,6 +7,7 @@ The kinds keep their own entry types (`arnn.models._registry.ModelEntry`,
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -69,3 +70,10 @@ class Registry(Generic[E]):
                 else:
                     problems.append(f"option {key!r}: {value_problem(item, keep_case=True)}")
             raise UsageError(f"{self.kind} {name}: " + "; ".join(problems)) from None
+
+
+def load_object(path: str) -> Any:
+    """The object a "module:name" path names, its module imported on first use: how the
+    registries reach the code (and torch) only when something is built."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -23,7 +23,8 @@ from arnn.data import Data, batches, num_batches, prepare_data, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.kernels import check_kernel, resolve_kernel
 from arnn.models import count_parameters, create_model, model_entry
-from arnn.tasks import Split, Task, create_task
+from arnn.tasks import create_task
+from arnn.tasks._base import Split, Task
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # Noise-padded tasks draw evaluation noise from fixed seeds, so that every run and every

@@ -15,7 +15,7 @@ from arnn.models import ModelOptions, list_models, register_model
 def test_a_model_option_named_like_a_setting_is_refused_when_it_registers(setting):
     options = pydantic.create_model(f"Scratch_{setting}", __base__=ModelOptions, **{setting: (float, 0.5)})
     with pytest.raises(ValueError, match=rf"options named like a setting .*{setting!r}"):
-        register_model(f"scratch_{setting}", description="scratch", options=options)(object)
+        register_model(f"scratch_{setting}", build="x:y", description="scratch", options=options)
     assert f"scratch_{setting}" not in list_models()
 
 
@@ -23,7 +23,7 @@ def test_a_model_option_of_its_own_name_registers():
     class Options(ModelOptions):
         stiffness: float = 1.0
 
-    register_model("scratch_stiff", description="scratch", options=Options)(object)
+    register_model("scratch_stiff", build="x:y", description="scratch", options=Options)
     try:
         assert "scratch_stiff" in list_models()
     finally:

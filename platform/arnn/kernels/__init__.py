@@ -23,12 +23,10 @@ import warnings
 import torch
 
 from arnn.errors import UsageError
+from arnn.kernel_limits import FUSED_MAX_HIDDEN, check_fused_fits, fused_fits  # noqa: F401
 from arnn.kernels.eager import RecurrenceScan
 
 KERNELS = ("auto", "eager", "fused")
-# The fused kernels hold A^T on one SM, split in two tf32 parts: 2 * 4 * H^2 bytes of
-# shared memory. H = 256 would need 512 KiB; an H100 has 227 KiB.
-FUSED_MAX_HIDDEN = 128
 
 
 @functools.cache
@@ -42,19 +40,6 @@ def triton_available() -> bool:
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def fused_fits(hidden: int) -> bool:
-    return hidden <= FUSED_MAX_HIDDEN
-
-
-def check_fused_fits(hidden: int) -> None:
-    """The hidden-size limit of the fused kernels (a property of the configuration)."""
-    if not fused_fits(hidden):
-        raise UsageError(
-            f"fused supports hidden sizes up to {FUSED_MAX_HIDDEN} (A must fit in one GPU "
-            f"core's shared memory), got hidden {hidden}; use auto or eager"
-        )
 
 
 def check_kernel(kernel: str, device: torch.device) -> None:

@@ -1,14 +1,7 @@
-"""Models: one registry, one module per family. `create_model(name, ...)` is the way in."""
+"""Models: one registry (arnn.models.catalog lists them), one module per family.
+`create_model(name, ...)` is the way in; importing this package loads no torch."""
 
-from arnn.models import (  # noqa: F401  (they register)
-    antisymmetric,
-    classic,
-    cornn,
-    fastrnn,
-    lem,
-    lipschitz,
-    unicornn,
-)
+from arnn.models import catalog  # noqa: F401  (it registers every model)
 from arnn.models._registry import (
     InitOptions,
     ModelOptions,

@@ -1,16 +1,22 @@
-"""The model registry: name -> constructor, the single place where a model is added."""
+"""The model registry: name -> entry (options schema, builder), without torch.
+
+The entries themselves are in arnn.models.catalog; a model's network is imported only
+when it is built (`create_model`).
+"""
 
 from __future__ import annotations
 
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
-from torch import nn
 
-from arnn.registry import Registry
+from arnn.registry import Registry, load_object
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class ModelOptions(pydantic.BaseModel):
@@ -30,12 +36,13 @@ class InitOptions(ModelOptions):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model: built as build(input_size=, output_size=, hidden=, options=<validated
-    options>[, kernel=]) — `kernel` (auto, eager, fused) only for the models whose
-    recurrence arnn.kernels computes."""
+    """A model: built by the function `build` names ("module:function") as
+    function(input_size=, output_size=, hidden=, options=<validated options>[, kernel=]):
+    `kernel` (auto, eager, fused) only for the models whose recurrence arnn.kernels
+    computes."""
 
     name: str
-    build: Callable[..., nn.Module]
+    build: str
     description: str
     options: type[ModelOptions]
     takes_kernel: bool = False
@@ -78,24 +85,18 @@ def _check_option_names(model: str, options: type[ModelOptions]) -> None:
 def register_model(
     name: str,
     *,
+    build: str,
     description: str,
     options: type[ModelOptions] = InitOptions,
     takes_kernel: bool = False,
     fusable: Callable[[dict[str, Any]], bool] | None = None,
     gated_variant: str | None = None,
-):
-    """Decorator that adds a constructor to the registry under `name`."""
-
-    def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _check_option_names(name, options)
-        MODELS.add(
-            ModelEntry(
-                name, build, description, options, takes_kernel, fusable, gated_variant
-            )
-        )
-        return build
-
-    return add
+) -> None:
+    """Add a model to the registry: `build` names its builder, "module:function"."""
+    _check_option_names(name, options)
+    MODELS.add(
+        ModelEntry(name, build, description, options, takes_kernel, fusable, gated_variant)
+    )
 
 
 def list_models() -> list[str]:
@@ -147,7 +148,7 @@ def create_model(
     entry = model_entry(name)
     validated = validate_model_options(name, {**(model_options or {}), **options})
     extra = {"kernel": kernel} if entry.takes_kernel else {}
-    return entry.build(
+    return load_object(entry.build)(
         input_size=input_size, output_size=output_size, hidden=hidden, options=validated, **extra
     )
 

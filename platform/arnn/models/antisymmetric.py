@@ -12,9 +12,6 @@ unstructured n x n matrix in place of W - W^T (A = W - gamma I).
 
 from __future__ import annotations
 
-from typing import Literal
-
-import pydantic
 import torch
 from torch import nn
 
@@ -27,7 +24,7 @@ from arnn.models._layers import (
     init_input_weight_,
     init_recurrent_weight_,
 )
-from arnn.models._registry import ModelOptions, register_model
+from arnn.models.catalog import AntisymmetricOptions
 
 
 class AntisymmetricEncoder(LoopEncoder):
@@ -102,21 +99,6 @@ class AntisymmetricEncoder(LoopEncoder):
         return scan(x, self.input, a_t, h0, self.eps, self.gated, keep_states)
 
 
-class AntisymmetricOptions(ModelOptions):
-    """The paper's constants: step size, diffusion and the recurrent initialisation."""
-
-    eps: float = pydantic.Field(0.01, gt=0, description="step size epsilon")
-    gamma: float = pydantic.Field(0.01, ge=0, description="diffusion gamma")
-    sigma_w: float = pydantic.Field(
-        1.0, ge=0, description="std of the recurrent weights is sigma_w / sqrt(n)"
-    )
-    scheme: Literal["euler", "midpoint", "rk4", "leapfrog"] = pydantic.Field(
-        "euler",
-        description="integrator of h' = tanh(A h + V x + b), input held over a step: euler "
-        "(the paper), midpoint (RK2), rk4, or leapfrog (h_t = h_{t-2} + 2 eps f(h_{t-1}))",
-    )
-
-
 def _classifier(
     input_size, output_size, hidden, options: AntisymmetricOptions, kernel: str, **shape
 ) -> SequenceClassifier:
@@ -126,29 +108,14 @@ def _classifier(
     return SequenceClassifier(encoder, hidden, output_size)
 
 
-def _euler(options: dict) -> bool:
-    return options.get("scheme", "euler") == "euler"  # the fused kernels integrate with Euler
-
-
-_FAMILY = dict(options=AntisymmetricOptions, takes_kernel=True, fusable=_euler)
-
-
-@register_model(
-    "antisymmetric",
-    description="AntisymmetricRNN, Eq. 12",
-    gated_variant="antisymmetric_gated",
-    **_FAMILY,
-)
 def antisymmetric(*, input_size, output_size, hidden, options, kernel):
     return _classifier(input_size, output_size, hidden, options, kernel, gated=False)
 
 
-@register_model("antisymmetric_gated", description="AntisymmetricRNN w/ gating, Eq. 13", **_FAMILY)
 def antisymmetric_gated(*, input_size, output_size, hidden, options, kernel):
     return _classifier(input_size, output_size, hidden, options, kernel, gated=True)
 
 
-@register_model("ablation", description="gated cell, unstructured W (paper's ablation)", **_FAMILY)
 def ablation(*, input_size, output_size, hidden, options, kernel):
     return _classifier(
         input_size, output_size, hidden, options, kernel, gated=True, structured=False

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from arnn.models._layers import SequenceClassifier, init_input_weight_, init_recurrent_weight_
-from arnn.models._registry import register_model
 
 
 class TorchRNNEncoder(nn.Module):
@@ -46,7 +45,6 @@ def _classifier(module_class, *, input_size, output_size, hidden, options, **kwa
     )
 
 
-@register_model("rnn", description="vanilla tanh RNN (torch nn.RNN)")
 def rnn(*, input_size, output_size, hidden, options):
     return _classifier(
         nn.RNN,
@@ -58,14 +56,12 @@ def rnn(*, input_size, output_size, hidden, options):
     )
 
 
-@register_model("gru", description="GRU (torch nn.GRU)")
 def gru(*, input_size, output_size, hidden, options):
     return _classifier(
         nn.GRU, input_size=input_size, output_size=output_size, hidden=hidden, options=options
     )
 
 
-@register_model("lstm", description="LSTM (torch nn.LSTM, two bias vectors)")
 def lstm(*, input_size, output_size, hidden, options):
     return _classifier(
         nn.LSTM, input_size=input_size, output_size=output_size, hidden=hidden, options=options

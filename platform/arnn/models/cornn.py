@@ -26,7 +26,6 @@ hand-written backward that carries only (dy, dz) back in time.
 
 from __future__ import annotations
 
-import pydantic
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -37,22 +36,7 @@ from arnn.kernels.eager import (
     tanh_backward,
 )
 from arnn.models._layers import SequenceClassifier
-from arnn.models._registry import ModelOptions, register_model
-
-
-class CoRNNOptions(ModelOptions):
-    dt: float = pydantic.Field(0.042, gt=0, description="time step dt of the oscillators")
-    gamma: float = pydantic.Field(
-        2.7, ge=0, description="γ, the restoring force on y (the oscillators' stiffness)"
-    )
-    eps: float = pydantic.Field(4.7, ge=0, description="ε, the damping of z")
-    imex: bool = pydantic.Field(
-        False,
-        description=(
-            "false: explicit damping, as the official code (the published numbers); "
-            "true: the paper's implicit damping, z_t = (z + dt(σ(...) - γ y)) / (1 + dt ε)"
-        ),
-    )
+from arnn.models.catalog import CoRNNOptions
 
 
 def step_coefficients(dt: float, gamma: float, eps: float, imex: bool):
@@ -203,11 +187,6 @@ class CoRNNEncoder(nn.Module):
         )
 
 
-@register_model(
-    "cornn",
-    description="coRNN, coupled oscillatory RNN (Rusch & Mishra 2021)",
-    options=CoRNNOptions,
-)
 def cornn(*, input_size, output_size, hidden, options: CoRNNOptions):
     encoder = CoRNNEncoder(input_size, hidden, **options.model_dump())
     return SequenceClassifier(encoder, hidden, output_size)

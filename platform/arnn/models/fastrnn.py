@@ -15,7 +15,6 @@ from arnn.models._layers import (
     init_input_weight_,
     init_recurrent_weight_,
 )
-from arnn.models._registry import register_model
 
 # The authors' initial values: sigmoid(-3) ~ 0.05 of the update, sigmoid(3) ~ 0.95 of the state.
 ALPHA_INIT = -3.0
@@ -47,7 +46,6 @@ class FastRNNEncoder(LoopEncoder):
         return torch.stack(kept, dim=1) if keep_states else h
 
 
-@register_model("fastrnn", description="FastRNN (Kusupati et al., 2018)")
 def fastrnn(*, input_size, output_size, hidden, options):
     encoder = FastRNNEncoder(input_size, hidden, sigma_w=options.sigma_w)
     return SequenceClassifier(encoder, hidden, output_size)

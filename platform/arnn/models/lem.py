@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 
-import pydantic
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -39,18 +38,7 @@ from arnn.kernels.eager import (
     tanh_backward,
 )
 from arnn.models._layers import LoopEncoder, SequenceClassifier
-from arnn.models._registry import ModelOptions, register_model
-
-
-class LEMOptions(ModelOptions):
-    dt: float = pydantic.Field(
-        0.21, gt=0, description="the largest step size: Δ, Δ̄ lie in (0, dt) (sMNIST 0.21)"
-    )
-    two_biases: bool = pydantic.Field(
-        False,
-        description="two biases per gate as in the PyTorch code (+4n parameters); "
-        "default one bias per gate, the paper's equations",
-    )
+from arnn.models.catalog import LEMOptions
 
 
 class LEMScan(torch.autograd.Function):
@@ -174,7 +162,6 @@ class LEMEncoder(LoopEncoder):
         )
 
 
-@register_model("lem", description="LEM, long expressive memory (ICLR 2022)", options=LEMOptions)
 def lem(*, input_size, output_size, hidden, options: LEMOptions):
     encoder = LEMEncoder(input_size, hidden, **options.model_dump())
     model = SequenceClassifier(encoder, hidden, output_size)

@@ -24,9 +24,6 @@ graph over the steps, and a hand-written backward that carries only dh back in t
 
 from __future__ import annotations
 
-from typing import Literal
-
-import pydantic
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -37,21 +34,7 @@ from arnn.kernels.eager import (
     tanh_backward,
 )
 from arnn.models._layers import SequenceClassifier
-from arnn.models._registry import ModelOptions, register_model
-
-
-class LipschitzOptions(ModelOptions):
-    eps: float = pydantic.Field(0.03, gt=0, description="ε, the integrator's time step")
-    beta: float = pydantic.Field(
-        0.75, ge=0, le=1, description="β, the weight of the skew-symmetric part of A and W"
-    )
-    gamma: float = pydantic.Field(0.001, ge=0, description="γ, the diagonal shift -γI of A and W")
-    init_std: float = pydantic.Field(
-        0.1, gt=0, description="B and C start ~ N(0, (init_std / n)^2)"
-    )
-    scheme: Literal["euler", "midpoint"] = pydantic.Field(
-        "euler", description="the integrator: euler, or midpoint (u_t held over the step)"
-    )
+from arnn.models.catalog import LipschitzOptions
 
 
 class LipschitzScan(torch.autograd.Function):
@@ -213,11 +196,6 @@ class LipschitzEncoder(nn.Module):
         )
 
 
-@register_model(
-    "lipschitz",
-    description="Lipschitz RNN (Erichson et al. 2021)",
-    options=LipschitzOptions,
-)
 def lipschitz(*, input_size, output_size, hidden, options: LipschitzOptions):
     encoder = LipschitzEncoder(input_size, hidden, **options.model_dump())
     return SequenceClassifier(encoder, hidden, output_size)

@@ -30,7 +30,6 @@ last layer's y_0 (z_0 = 0; the layers below start at 0).
 
 from __future__ import annotations
 
-import pydantic
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -40,24 +39,7 @@ from arnn.kernels.eager import (
 )
 from arnn.kernels.workspace import ScanBuffers, Workspace, records_graph
 from arnn.models._layers import SequenceClassifier
-from arnn.models._registry import ModelOptions, register_model
-
-
-class UnICORNNOptions(ModelOptions):
-    dt: float = pydantic.Field(
-        0.19, gt=0, description="time step; δ = dt·sigmoid(c) (psMNIST 0.19)"
-    )
-    alpha: float = pydantic.Field(
-        30.65, ge=0, description="α, the linear restoring force α y (psMNIST 30.65)"
-    )
-    layers: int = pydantic.Field(3, ge=1, description="number of stacked oscillator layers")
-    dropout: float = pydantic.Field(
-        0.1,
-        ge=0,
-        lt=1,
-        description="dropout between layers in training: one mask per (sequence, unit), "
-        "shared over time",
-    )
+from arnn.models.catalog import UnICORNNOptions
 
 
 class _Wavefront:
@@ -379,11 +361,6 @@ class UnICORNNEncoder(nn.Module):
         return self._run(x, h0, keep=True).transpose(0, 1)
 
 
-@register_model(
-    "unicornn",
-    description="UnICORNN, stacked undamped oscillators (ICML 2021)",
-    options=UnICORNNOptions,
-)
 def unicornn(*, input_size, output_size, hidden, options: UnICORNNOptions):
     encoder = UnICORNNEncoder(input_size, hidden, **options.model_dump())
     model = SequenceClassifier(encoder, hidden, output_size)

@@ -1,7 +1,7 @@
-"""Tasks: one registry; `create_task(name, options)` is the way in."""
+"""Tasks: one registry (arnn.tasks.catalog lists them); `create_task(name, options)` is
+the way in; importing this package loads no torch (arnn.tasks._base has Split and Task)."""
 
-from arnn.tasks import images, synthetic  # noqa: F401  (they register)
-from arnn.tasks._base import Split, Task
+from arnn.tasks import catalog  # noqa: F401  (it registers every task)
 from arnn.tasks._registry import (
     TaskOptions,
     create_task,
@@ -12,8 +12,6 @@ from arnn.tasks._registry import (
 )
 
 __all__ = [
-    "Split",
-    "Task",
     "TaskOptions",
     "create_task",
     "list_tasks",

@@ -1,15 +1,20 @@
-"""The task registry: name -> (options schema, constructor)."""
+"""The task registry: name -> entry (options schema, builder), without torch.
+
+The entries themselves are in arnn.tasks.catalog; a task's code is imported only when it
+is built (`create_task`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from arnn.registry import Registry
-from arnn.tasks._base import Task
+from arnn.registry import Registry, load_object
+
+if TYPE_CHECKING:
+    from arnn.tasks._base import Task
 
 
 class TaskOptions(pydantic.BaseModel):
@@ -20,8 +25,11 @@ class TaskOptions(pydantic.BaseModel):
 
 @dataclass(frozen=True)
 class TaskEntry:
+    """A task, built by the function `build` names ("module:function") from its
+    validated options."""
+
     name: str
-    build: Callable[[Any], Task]
+    build: str
     options: type[TaskOptions]
     description: str
 
@@ -29,12 +37,9 @@ class TaskEntry:
 TASKS: Registry[TaskEntry] = Registry("task")
 
 
-def register_task(name: str, *, options: type[TaskOptions], description: str):
-    def add(build: Callable[[Any], Task]) -> Callable[[Any], Task]:
-        TASKS.add(TaskEntry(name, build, options, description))
-        return build
-
-    return add
+def register_task(name: str, *, build: str, options: type[TaskOptions], description: str):
+    """Add a task to the registry: `build` names its builder, "module:function"."""
+    TASKS.add(TaskEntry(name, build, options, description))
 
 
 def list_tasks() -> list[str]:
@@ -54,4 +59,4 @@ def create_task(name: str, options: dict[str, Any] | TaskOptions | None = None) 
     entry = task_entry(name)
     if not isinstance(options, TaskOptions):
         options = validate_task_options(name, options or {})
-    return entry.build(options)
+    return load_object(entry.build)(options)

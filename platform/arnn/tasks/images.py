@@ -10,13 +10,17 @@ import io
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from arnn.errors import UsageError
 from arnn.tasks._base import Split, Task
-from arnn.tasks._registry import TaskOptions, register_task
+from arnn.tasks.catalog import (
+    Cifar10Options,
+    MnistOptions,
+    NoisyCifar10Options,
+    PermutedMnistOptions,
+)
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -29,8 +33,6 @@ CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
-# Successors (coRNN, LipschitzRNN) permute with torch.manual_seed(12008); torch.randperm(784).
-PMNIST_SEED = 12008
 NOISE_STEPS = 968
 
 
@@ -153,14 +155,6 @@ class ImageSequenceTask(Task):
         return (stored.float() / 255.0 - mean) / std
 
 
-class MnistOptions(TaskOptions):
-    pass
-
-
-class PermutedMnistOptions(TaskOptions):
-    perm_seed: int = PMNIST_SEED
-
-
 class MnistTask(ImageSequenceTask):
     input_size = 1
     seq_len = 784
@@ -183,14 +177,10 @@ class MnistTask(ImageSequenceTask):
         return Split(pixels.unsqueeze(-1).contiguous(), dataset.targets.long())
 
 
-@register_task("mnist", options=MnistOptions, description="pixel-by-pixel MNIST, T=784, m=1")
 def mnist(options: MnistOptions) -> Task:
     return MnistTask()
 
 
-@register_task(
-    "pmnist", options=PermutedMnistOptions, description="permuted pixel MNIST, T=784, m=1"
-)
 def pmnist(options: PermutedMnistOptions) -> Task:
     generator = torch.Generator().manual_seed(options.perm_seed)
     return MnistTask("pmnist", permutation=torch.randperm(784, generator=generator))
@@ -205,10 +195,6 @@ def _cifar10_images(data_dir: Path, download: bool) -> tuple[tuple, tuple]:
         (torch.from_numpy(ds.data), torch.tensor(ds.targets, dtype=torch.long))
         for ds in (train, test)
     )
-
-
-class Cifar10Options(TaskOptions):
-    pass
 
 
 class PixelCifar10Task(ImageSequenceTask):
@@ -226,18 +212,8 @@ class PixelCifar10Task(ImageSequenceTask):
         )
 
 
-@register_task(
-    "cifar10", options=Cifar10Options, description="pixel-by-pixel CIFAR-10, T=1024, m=3"
-)
 def cifar10(options: Cifar10Options) -> Task:
     return PixelCifar10Task()
-
-
-class NoisyCifar10Options(TaskOptions):
-    # "independent": fresh Gaussian noise for every image (the paper). "fixed": one noise
-    # tensor drawn once and padded onto every image (the successors' public code).
-    noise: Literal["independent", "fixed"] = "independent"
-    noise_seed: int = 0
 
 
 class NoisyCifar10Task(ImageSequenceTask):
@@ -270,10 +246,5 @@ class NoisyCifar10Task(ImageSequenceTask):
         return torch.cat([rows, noise], dim=1)
 
 
-@register_task(
-    "noisy_cifar10",
-    options=NoisyCifar10Options,
-    description="noise-padded CIFAR-10: rows, T=1000, m=96",
-)
 def noisy_cifar10(options: NoisyCifar10Options) -> Task:
     return NoisyCifar10Task(options.noise, options.noise_seed)

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydantic
 import torch
 import torch.nn.functional as F
 
 from arnn.tasks._base import Split, Task
-from arnn.tasks._registry import TaskOptions, register_task
+from arnn.tasks.catalog import AddingOptions, CopyOptions, SyntheticOptions
 
 ADDING_TOLERANCE = 0.04
-
-
-class SyntheticOptions(TaskOptions):
-    train_size: int = pydantic.Field(20_000, ge=1)
-    test_size: int = pydantic.Field(2_000, ge=1)
-    data_seed: int = 0
 
 
 class GeneratedTask(Task):
@@ -43,10 +36,6 @@ class GeneratedTask(Task):
 
     def generate(self, count: int, generator: torch.Generator) -> Split:
         raise NotImplementedError
-
-
-class AddingOptions(SyntheticOptions):
-    length: int = pydantic.Field(200, ge=2)
 
 
 class AddingTask(GeneratedTask):
@@ -78,15 +67,8 @@ class AddingTask(GeneratedTask):
         return close.sum().item(), targets.numel()
 
 
-@register_task("adding", options=AddingOptions, description="adding problem (regression)")
 def adding(options: AddingOptions) -> Task:
     return AddingTask(options)
-
-
-class CopyOptions(SyntheticOptions):
-    delay: int = pydantic.Field(100, ge=0)
-    symbols: int = pydantic.Field(10, ge=1)
-    alphabet: int = pydantic.Field(8, ge=2)
 
 
 class CopyTask(GeneratedTask):
@@ -119,8 +101,5 @@ class CopyTask(GeneratedTask):
         return (guesses == targets).sum().item(), targets.numel()
 
 
-@register_task(
-    "copy", options=CopyOptions, description="copy memory task (K symbols after a delay)"
-)
 def copy(options: CopyOptions) -> Task:
     return CopyTask(options)
