@@ -10,12 +10,12 @@ import sys
 import pytest
 
 HEAVY = ("torch", "ray", "mlflow", "optuna", "torchvision")
-PROBE = """
+PROBE = f"""
 import json, sys
 from arnn.cli import main
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
 
 
 def _refuse(*argv: str, cwd) -> dict:

@@ -20,7 +20,12 @@ class LeakOptions(ModelOptions):
 
 @pytest.fixture
 def scratch_model():
-    register_model("scratch_leaky", build="tests.models.scratch_cell:build", options=LeakOptions, description="leaky tanh RNN")  # noqa: E501  (the one line)
+    register_model(
+        "scratch_leaky",
+        build="tests.models.scratch_cell:build",
+        options=LeakOptions,
+        description="leaky tanh RNN",
+    )  # noqa: E501  (the one line)
     yield "scratch_leaky"
     MODELS.remove("scratch_leaky")
 

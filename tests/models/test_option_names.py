@@ -13,7 +13,9 @@ from arnn.models import ModelOptions, list_models, register_model
 
 @pytest.mark.parametrize("setting", ["momentum", "clip", "epochs", "seed", "lr", "hidden"])
 def test_a_model_option_named_like_a_setting_is_refused_when_it_registers(setting):
-    options = pydantic.create_model(f"Scratch_{setting}", __base__=ModelOptions, **{setting: (float, 0.5)})
+    options = pydantic.create_model(
+        f"Scratch_{setting}", __base__=ModelOptions, **{setting: (float, 0.5)}
+    )
     with pytest.raises(ValueError, match=rf"options named like a setting .*{setting!r}"):
         register_model(f"scratch_{setting}", build="x:y", description="scratch", options=options)
     assert f"scratch_{setting}" not in list_models()

@@ -99,12 +99,19 @@ def test_figures_go_beside_the_out_file(tmp_path):
     out = tmp_path / "tables" / "all.md"
     out.parent.mkdir()
     done = _script(
-        "table.py", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", str(out),
+        "table.py",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'm.db'}",
+        "--out",
+        str(out),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        "all.md", "table1.png", "table2.png", "table3.png"
+        "all.md",
+        "table1.png",
+        "table2.png",
+        "table3.png",
     ]
     assert not list(tmp_path.glob("*.png"))
 

@@ -94,9 +94,7 @@ def register_model(
 ) -> None:
     """Add a model to the registry: `build` names its builder, "module:function"."""
     _check_option_names(name, options)
-    MODELS.add(
-        ModelEntry(name, build, description, options, takes_kernel, fusable, gated_variant)
-    )
+    MODELS.add(ModelEntry(name, build, description, options, takes_kernel, fusable, gated_variant))
 
 
 def list_models() -> list[str]:

@@ -255,9 +255,7 @@ def _without(raw: Any, locations: list[tuple]) -> Any:
     return copy
 
 
-def unknown_key(
-    where: str, key: str, allowed: Iterable[str], problem: str = "unknown key"
-) -> str:
+def unknown_key(where: str, key: str, allowed: Iterable[str], problem: str = "unknown key") -> str:
     """'fixed.batchsize: unknown setting; did you mean batch_size? (allowed: ...)'."""
     allowed = sorted(allowed)
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
@@ -319,70 +317,18 @@ def _describe(item: dict) -> str:
 
 
 def _cross_checks(spec: Spec) -> list[str]:
-    """Checks across keys; each problem names its key path."""
-    problems: list[str] = []
-    # Where a trial runs (the runtime section) is `arnn sweep`'s to set, not a spec's.
-    placement = {flat for flat, (section, _) in FLAT_FIELDS.items() if section == "runtime"}
-    settings = {*FLAT_FIELDS, "seed"} - {"model_options"}
-    searchable = settings - {"task", "task_options", *placement}
-    searchable |= set(_SPEC_ONLY_PARAMS)
-    fixable = settings - {"task", "task_options", "model"}
-
+    """Checks across keys; each problem names its key path. Each stage is checked against
+    a valid one before it: the task and model, then the fixed settings, then the rest."""
     base = {"task": spec.task, "task_options": spec.task_options, "model": spec.model}
     base_errors = [(f, m) for f, m in config_problems(base) if f in base]
-    problems.extend(f"{field}: {message}" for field, message in base_errors)
     if base_errors:
-        return problems  # the rest is checked against a known task and model
+        return [f"{field}: {message}" for field, message in base_errors]
     options = _model_option_names(spec)  # a model's own options: fixed or searched by name
-    fixable |= options
-    searchable |= options
-
-    for key in spec.fixed:
-        if key not in fixable:
-            problems.append(unknown_key(f"fixed.{key}", key, fixable - placement, "unknown setting"))
-        elif key in placement:
-            problems.append(f"fixed.{key}: where trials run is set by `arnn sweep`, not a spec")
-        if key in spec.params:
-            problems.append(f"fixed.{key}: also in params; a setting is fixed or sampled")
+    problems = _fixed_problems(spec, options)
     if problems:
         return problems
-    problems.extend(f"fixed.{f}: {m}" for f, m in config_problems(spec._fixed_values()))
-    if problems:
-        return problems  # the parameters are checked against a valid fixed part
-
     for name, param in spec.params.items():
-        where = f"params.{name}"
-        if name not in searchable:
-            problems.append(unknown_key(where, name, searchable, "not a searchable setting"))
-            continue
-        range_problems = _range_problems(where, param)
-        problems.extend(range_problems)
-        problems.extend(_when_problems(spec, name, param))
-        if range_problems:
-            continue
-        if name == "gated":
-            if not isinstance(param, BoolParam):
-                problems.append(f"{where}: gated is a bool parameter, got type {param.type}")
-            elif model_entry(spec.model).gated_variant is None:
-                problems.append(
-                    f"{where}: model {spec.model!r} has no gated variant (antisymmetric has)"
-                )
-            continue
-        if name == "model":
-            for i, choice in enumerate(param_values(param)):
-                if choice not in list_models():
-                    problems.append(
-                        f"{where}.choices[{i}]: unknown model {choice!r}; allowed: "
-                        f"{', '.join(list_models())}"
-                    )
-            continue
-        # Every value at the edge of the range must make a valid configuration.
-        for label, value in _edges(param):
-            trial = {**spec._fixed_values(), name: value}
-            for field, message in config_problems(trial):
-                if field == name or (field == "model_options" and f"option {name!r}" in message):
-                    problems.append(f"{where}.{label}: {message}")
-
+        problems.extend(_param_problems(spec, name, param, options))
     problems.extend(_sweep_problems(spec))
     if not problems:
         problems.extend(_point_problems(spec))
@@ -392,6 +338,66 @@ def _cross_checks(spec: Spec) -> list[str]:
                 f"map[{i}]: {name!r} is not in params ({', '.join(spec.params) or 'none'})"
             )
     return problems
+
+
+# Where a trial runs (the runtime section) is `arnn sweep`'s to set, not a spec's.
+_PLACEMENT = frozenset(flat for flat, (section, _) in FLAT_FIELDS.items() if section == "runtime")
+_SETTINGS = frozenset({*FLAT_FIELDS, "seed"} - {"model_options"})
+
+
+def _fixed_problems(spec: Spec, options: set[str]) -> list[str]:
+    """Every fixed key is a setting a spec may fix, not also sampled, and together they
+    make a valid configuration."""
+    fixable = (_SETTINGS - {"task", "task_options", "model"}) | options
+    problems: list[str] = []
+    for key in spec.fixed:
+        if key not in fixable:
+            problems.append(
+                unknown_key(f"fixed.{key}", key, fixable - _PLACEMENT, "unknown setting")
+            )
+        elif key in _PLACEMENT:
+            problems.append(f"fixed.{key}: where trials run is set by `arnn sweep`, not a spec")
+        if key in spec.params:
+            problems.append(f"fixed.{key}: also in params; a setting is fixed or sampled")
+    if problems:
+        return problems
+    return [f"fixed.{f}: {m}" for f, m in config_problems(spec._fixed_values())]
+
+
+def _param_problems(spec: Spec, name: str, param, options: set[str]) -> list[str]:
+    """A sampled parameter is searchable, its range and conditions are sound, and every
+    value at the edge of its range makes a valid configuration with the fixed settings."""
+    where = f"params.{name}"
+    searchable = (_SETTINGS - {"task", "task_options", *_PLACEMENT}) | set(_SPEC_ONLY_PARAMS)
+    searchable |= options
+    if name not in searchable:
+        return [unknown_key(where, name, searchable, "not a searchable setting")]
+    range_problems = _range_problems(where, param)
+    problems = range_problems + _when_problems(spec, name, param)
+    if range_problems:
+        return problems
+    if name == "gated":
+        return problems + _gated_problems(spec, where, param)
+    if name == "model":
+        return problems + [
+            f"{where}.choices[{i}]: unknown model {choice!r}; allowed: {', '.join(list_models())}"
+            for i, choice in enumerate(param_values(param))
+            if choice not in list_models()
+        ]
+    for label, value in _edges(param):
+        trial = {**spec._fixed_values(), name: value}
+        for field, message in config_problems(trial):
+            if field == name or (field == "model_options" and f"option {name!r}" in message):
+                problems.append(f"{where}.{label}: {message}")
+    return problems
+
+
+def _gated_problems(spec: Spec, where: str, param) -> list[str]:
+    if not isinstance(param, BoolParam):
+        return [f"{where}: gated is a bool parameter, got type {param.type}"]
+    if model_entry(spec.model).gated_variant is None:
+        return [f"{where}: model {spec.model!r} has no gated variant (antisymmetric has)"]
+    return []
 
 
 def _model_option_names(spec: Spec) -> set[str]:
