@@ -126,6 +126,64 @@ def train(
 
     A run diverges when its loss, its gradient norm or (at an epoch's end) its parameters
     are not finite; it then ends before that epoch is evaluated, checkpointed or reported."""
+    t = _prepare(config, data)
+    run = _RunState()
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).exists():
+        run = _load_checkpoint(Path(checkpoint_dir), config, t)
+    progress = progress or (lambda iterable, total, description: iterable)
+
+    diverged_at = None
+    for epoch in range(run.epoch + 1, t.total_epochs + 1):
+        started = time.perf_counter()
+        totals = _train_epoch(t, run, epoch, progress)
+        diverged_at = totals.diverged_at
+        if diverged_at is not None:
+            break
+        lr = t.optimizer.param_groups[0]["lr"]
+        if t.scheduler is not None:
+            t.scheduler.step()
+        val_loss, val_accuracy = evaluate(t.model, t.task, t.val, t.batch_size, VAL_NOISE_SEED)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            step=run.step,
+            train_loss=totals.loss_sum / max(totals.seen, 1),
+            train_accuracy=totals.correct / max(totals.scored, 1),
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            lr=lr,
+            seconds=time.perf_counter() - started,
+        )
+        run.keep(metrics, t.model)
+        if checkpoint_dir is not None:
+            _save_checkpoint(Path(checkpoint_dir), config, run, t)
+        if report is not None:
+            report(metrics, checkpoint_dir)
+    return _result(t, run, diverged_at, score_test)
+
+
+@dataclass
+class _Training:
+    """What one run trains with, built once from its configuration."""
+
+    task: Task
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.StepLR | None
+    shuffle: torch.Generator  # the batch order
+    noise: torch.Generator  # the tasks' input noise
+    train: Split
+    val: Split
+    test: Split
+    device: torch.device
+    kernel: str
+    batch_size: int
+    clip: float | None
+    per_epoch: int  # batches
+    total_epochs: int
+    max_steps: int
+
+
+def _prepare(config: TrainConfig, data: Data | None) -> _Training:
     device = resolve_device(config.runtime.device)
     check_kernel(config.runtime.kernel, device)
     kernel = kernel_path(config, device)
@@ -142,86 +200,75 @@ def train(
         if schedule.lr_decay_every
         else None
     )
-    shuffle = torch.Generator(device).manual_seed(config.seed)
-    noise = torch.Generator(device).manual_seed(config.seed + 1)
-
     per_epoch = num_batches(train_split, batch_size)
     unit, length = config.length
     total_epochs = length if unit == "epochs" else math.ceil(length / per_epoch)
-    max_steps = length if unit == "iterations" else total_epochs * per_epoch
-
-    run = _RunState()
-    if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).exists():
-        run = _load_checkpoint(
-            Path(checkpoint_dir), config, model, optimizer, scheduler, shuffle, noise
-        )
-    progress = progress or (lambda iterable, total, description: iterable)
-
-    status: Status = "finished"
-    diverged_at = None
-    for epoch in range(run.epoch + 1, total_epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        loss_sum, correct, scored, seen = 0.0, 0.0, 0, 0
-        for inputs, targets in progress(
-            batches(train_split, batch_size, shuffle), per_epoch, f"epoch {epoch}"
-        ):
-            if run.step >= max_steps:
-                break
-            outputs = model(task.to_inputs(inputs, noise))
-            loss = task.loss(outputs, targets)
-            if not torch.isfinite(loss):
-                status, diverged_at = "diverged", f"non-finite loss at step {run.step + 1}"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.clip or math.inf)
-            if not torch.isfinite(norm):
-                status = "diverged"
-                diverged_at = f"non-finite gradient norm at step {run.step + 1}"
-                break
-            optimizer.step()
-            run.step += 1
-            loss_sum += loss.item() * len(targets)
-            seen += len(targets)
-            hits, count = task.score(outputs.detach(), targets)
-            correct, scored = correct + hits, scored + count
-        if status == "finished" and not _finite_parameters(model):
-            status = "diverged"
-            diverged_at = f"non-finite parameters after epoch {epoch} (step {run.step})"
-        if status == "diverged":
-            break
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        val_loss, val_accuracy = evaluate(model, task, val_split, batch_size, VAL_NOISE_SEED)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            step=run.step,
-            train_loss=loss_sum / max(seen, 1),
-            train_accuracy=correct / max(scored, 1),
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            lr=lr,
-            seconds=time.perf_counter() - started,
-        )
-        run.epoch = epoch
-        run.history.append(metrics)
-        if run.best_val_accuracy is None or val_accuracy > run.best_val_accuracy:
-            run.best_epoch, run.best_val_accuracy = epoch, val_accuracy
-            run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if checkpoint_dir is not None:
-            _save_checkpoint(
-                Path(checkpoint_dir), config, run, model, optimizer, scheduler, shuffle, noise
-            )
-        if report is not None:
-            report(metrics, checkpoint_dir)
-
-    result = Result(
-        status=status,
-        device=str(device),
+    return _Training(
+        task=task,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        shuffle=torch.Generator(device).manual_seed(config.seed),
+        noise=torch.Generator(device).manual_seed(config.seed + 1),
+        train=train_split,
+        val=val_split,
+        test=test_split,
+        device=device,
         kernel=kernel,
-        parameters=count_parameters(model),
+        batch_size=batch_size,
+        clip=config.optim.clip,
+        per_epoch=per_epoch,
+        total_epochs=total_epochs,
+        max_steps=length if unit == "iterations" else total_epochs * per_epoch,
+    )
+
+
+@dataclass
+class _EpochTotals:
+    loss_sum: float = 0.0
+    seen: int = 0
+    correct: float = 0.0
+    scored: int = 0
+    diverged_at: str | None = None  # what ended the run in this epoch, and when
+
+
+def _train_epoch(t: _Training, run: _RunState, epoch: int, progress: Progress) -> _EpochTotals:
+    """One pass over the training batches (or what is left of the run's steps)."""
+    t.model.train()
+    totals = _EpochTotals()
+    for inputs, targets in progress(
+        batches(t.train, t.batch_size, t.shuffle), t.per_epoch, f"epoch {epoch}"
+    ):
+        if run.step >= t.max_steps:
+            break
+        outputs = t.model(t.task.to_inputs(inputs, t.noise))
+        loss = t.task.loss(outputs, targets)
+        if not torch.isfinite(loss):
+            totals.diverged_at = f"non-finite loss at step {run.step + 1}"
+            return totals
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.clip or math.inf)
+        if not torch.isfinite(norm):
+            totals.diverged_at = f"non-finite gradient norm at step {run.step + 1}"
+            return totals
+        t.optimizer.step()
+        run.step += 1
+        totals.loss_sum += loss.item() * len(targets)
+        totals.seen += len(targets)
+        hits, count = t.task.score(outputs.detach(), targets)
+        totals.correct, totals.scored = totals.correct + hits, totals.scored + count
+    if not _finite_parameters(t.model):
+        totals.diverged_at = f"non-finite parameters after epoch {epoch} (step {run.step})"
+    return totals
+
+
+def _result(t: _Training, run: _RunState, diverged_at: str | None, score_test: bool) -> Result:
+    result = Result(
+        status="finished" if diverged_at is None else "diverged",
+        device=str(t.device),
+        kernel=t.kernel,
+        parameters=count_parameters(t.model),
         history=run.history,
         diverged_at=diverged_at,
         best_epoch=run.best_epoch,
@@ -229,9 +276,9 @@ def train(
         best_state=run.best_state,
     )
     if score_test and run.best_state is not None:
-        model.load_state_dict(run.best_state)
+        t.model.load_state_dict(run.best_state)
         result.test_loss, result.test_accuracy = evaluate(
-            model, task, test_split, batch_size, TEST_NOISE_SEED
+            t.model, t.task, t.test, t.batch_size, TEST_NOISE_SEED
         )
     return result
 
@@ -286,6 +333,16 @@ class _RunState:
     best_val_accuracy: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
 
+    def keep(self, metrics: EpochMetrics, model: torch.nn.Module) -> None:
+        """Record an epoch; its weights become the best ones when its validation accuracy
+        is the highest yet (the weights the test split is scored with: the paper's
+        "test accuracy of the best validation model", whatever metric a sweep ranks by)."""
+        self.epoch = metrics.epoch
+        self.history.append(metrics)
+        if self.best_val_accuracy is None or metrics.val_accuracy > self.best_val_accuracy:
+            self.best_epoch, self.best_val_accuracy = metrics.epoch, metrics.val_accuracy
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
 
 def read_checkpoint(directory: Path) -> dict | None:
     """The checkpoint saved in `directory`, on the CPU (None when there is none)."""
@@ -295,7 +352,7 @@ def read_checkpoint(directory: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _save_checkpoint(directory, config, run, model, optimizer, scheduler, shuffle, noise):
+def _save_checkpoint(directory: Path, config: TrainConfig, run: _RunState, t: _Training):
     directory.mkdir(parents=True, exist_ok=True)
     checkpoint = {
         "config": config.model_dump(mode="json"),
@@ -305,14 +362,14 @@ def _save_checkpoint(directory, config, run, model, optimizer, scheduler, shuffl
         "best_epoch": run.best_epoch,
         "best_val_accuracy": run.best_val_accuracy,
         "best_state": run.best_state,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "model": t.model.state_dict(),
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict() if t.scheduler is not None else None,
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "shuffle": shuffle.get_state(),
-            "noise": noise.get_state(),
+            "shuffle": t.shuffle.get_state(),
+            "noise": t.noise.get_state(),
         },
     }
     partial = directory / (CHECKPOINT_FILE + ".partial")
@@ -335,23 +392,23 @@ def _identity_differences(saved: dict, config: TrainConfig) -> str:
     )
 
 
-def _load_checkpoint(directory, config, model, optimizer, scheduler, shuffle, noise) -> _RunState:
+def _load_checkpoint(directory: Path, config: TrainConfig, t: _Training) -> _RunState:
     path = directory / CHECKPOINT_FILE
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     differences = _identity_differences(checkpoint["config"], config)
     if differences:
         raise UsageError(f"--checkpoint-dir: {path} was made with other settings: {differences}")
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(checkpoint["scheduler"])
+    t.model.load_state_dict(checkpoint["model"])
+    t.optimizer.load_state_dict(checkpoint["optimizer"])
+    if t.scheduler is not None:
+        t.scheduler.load_state_dict(checkpoint["scheduler"])
     rng = checkpoint["rng"]
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    shuffle.set_state(rng["shuffle"])
-    noise.set_state(rng["noise"])
-    device = next(model.parameters()).device
+    t.shuffle.set_state(rng["shuffle"])
+    t.noise.set_state(rng["noise"])
+    device = next(t.model.parameters()).device
     best_state = checkpoint["best_state"]
     if best_state is not None:
         best_state = {k: v.to(device) for k, v in best_state.items()}
