@@ -43,9 +43,9 @@ the paper's tables: python reproduce/run.py --table 1, then python reproduce/tab
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # The commands' flags need torch (models, kernels) to be listed: only the overview,
-    # asked for alone, is built without them.
-    parser = _build_parser(with_flags=bool(argv) and argv[0] not in ("-h", "--help"))
+    # `arnn bench`'s flags need torch to be listed: built only when it is the command, so
+    # that every other command refuses bad input before torch loads.
+    parser = _build_parser(with_bench=bool(argv) and argv[0] == "bench")
     try:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stopped.exit_code
 
 
-def _build_parser(with_flags: bool = True) -> argparse.ArgumentParser:
+def _build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="arnn",
         description=DESCRIPTION,
@@ -69,8 +69,7 @@ def _build_parser(with_flags: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train one configuration, tracked in MLflow")
-    if with_flags:
-        _add_config_flags(train)
+    _add_config_flags(train)
     _add_tracking_flags(train)
     train.add_argument("--run-name", help="MLflow run name")
     train.add_argument(
@@ -141,7 +140,7 @@ def _build_parser(with_flags: bool = True) -> argparse.ArgumentParser:
     tasks.set_defaults(run=_run_tasks)
 
     bench = commands.add_parser("bench", help="time forward+backward of the recurrences")
-    if with_flags:
+    if with_bench:
         from arnn.bench import add_arguments as add_bench_arguments
         from arnn.bench import run as run_bench
 
@@ -233,6 +232,7 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)  # bad flags are refused before torch or MLflow load
     import tempfile
     from pathlib import Path
 
@@ -250,7 +250,6 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     from arnn.train import build_model, kernel_path, load_data, resolve_device
 
-    config = _config_from_args(args)
     device = resolve_device(config.runtime.device)
     kernel = kernel_path(config, device)  # refuses a fused kernel where it cannot run
     task = create_task(config.task.name, config.task.options)
@@ -353,6 +352,9 @@ def _resumed_run(checkpoint_dir, tracking_uri: str):
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    from arnn.sweep.spec import load_spec
+
+    load_spec(args.spec)  # a bad spec is refused before torch, Ray or MLflow load
     from arnn.sweep.driver import sweep
 
     outcome = sweep(
@@ -372,7 +374,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from arnn.report import write_report
+    from arnn.sweep.report import write_report
     from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
 
     uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
@@ -384,33 +386,46 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_ui(args: argparse.Namespace) -> int:
-    import subprocess
+    from arnn.ui_server import port_in_use, server_command
 
-    from arnn.tracking import resolve_tracking_uri, ui_url
+    if port_in_use(args.host, args.port):  # refused before torch and MLflow load
+        raise UsageError(
+            f"--port: {args.host}:{args.port} is in use (another arnn ui?); stop that, "
+            "or choose another --port"
+        )
+    from arnn.tracking import resolve_tracking_uri, save_runs_view, ui_url
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
         raise UsageError(f"--tracking-uri: {uri} is a server already; open it in a browser")
-    runs = ui_url(uri, args.experiment, base=f"http://{args.host}:{args.port}")
-    print(
-        f"MLflow UI for {uri}, experiment {args.experiment}: {runs} (Ctrl-C stops it)", flush=True
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
+    base = f"http://{args.host}:{args.port}"
+    save_runs_view(uri, args.experiment)
+    runs = ui_url(uri, args.experiment, base=base)
+    print(f"starting the MLflow UI on {base} for {uri} ...", flush=True)
+    ready = f"MLflow UI ready, experiment {args.experiment}: {runs} (Ctrl-C stops it)"
+    return _serve_ui(server_command(uri, args.host, args.port), base, ready)
+
+
+def _serve_ui(command: list[str], base: str, ready: str) -> int:
+    """Run the server until it ends or a signal stops it; print `ready` once it answers."""
+    import os
+
+    from arnn.interrupt import StopSignals
+    from arnn.ui_server import Server, ServerFailed, server_environment
+
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+        with StopSignals(), Server(command, server_environment(os.environ), base) as server:
+            server.wait_until_answering()
+            print(ready, flush=True)
+            code = server.wait()
+    except ServerFailed as failure:
+        print(f"arnn ui: {failure}", file=sys.stderr)
+        return 1
+    except Interrupted as stopped:
+        print(f"arnn ui: stopped by {stopped.name}; the MLflow UI on {base} is down", flush=True)
+        raise
+    print(f"arnn ui: the MLflow server ended by itself, with code {code}", file=sys.stderr)
+    return 0 if code == 0 else 1
 
 
 def _run_models(args: argparse.Namespace) -> int:

@@ -43,9 +43,9 @@ LOCAL_SCHEMES = ("sqlite:", "file:")
 def config_params(config: TrainConfig) -> dict[str, str]:
     """Every setting of the run as flat string params, by section (`optim.lr`): a model's
     own options as model.KEY (an LSTM logs no model.eps) and the task's as task.KEY,
-    defaults filled in; `runtime.kernel` only for the models whose recurrence it chooses."""
+    defaults filled in; `runtime.kernel` only where it chooses the recurrence's path."""
     params = dotted(config.model_dump(mode="json"))
-    if not model_entry(config.model.name).takes_kernel:
+    if not model_entry(config.model.name).kernel_choice_applies(config.model.options):
         del params["runtime.kernel"]
     params["schedule.length_unit"], params["schedule.length"] = config.length
     return {k: "" if v is None else str(v) for k, v in params.items()}
@@ -239,7 +239,19 @@ UI_DEFAULT = "http://127.0.0.1:5000"  # where `arnn ui` serves
 # MLflow's runs table nests child runs (a sweep's trials) under their parent, collapsed,
 # only when it is sorted by start time, its default; sorted by name, every run is a row of
 # its own, so the trials' names are in the table as it opens (and t01, t02, ... in order).
-RUNS_BY_NAME = "orderByKey=" + urllib.parse.quote("tags.`mlflow.runName`") + "&orderByAsc=true"
+BY_RUN_NAME = "tags.`mlflow.runName`"
+RUNS_BY_NAME = "orderByKey=" + urllib.parse.quote(BY_RUN_NAME) + "&orderByAsc=true"
+# The runs table shows the columns of its view: by default Created, Duration, Dataset,
+# Source and Models, none of a trial's numbers. MLflow 3.17 keeps a saved view in the
+# experiment tag mlflow.sharedViewState.KEY (JSON: name, createdAt and updatedAt in ms, and
+# `state`, the view as JSON: its sort and its selectedColumns, named as
+# metrics.`trial_score`), and the URL's ?viewStateShareKey=KEY opens it. `arnn ui` keeps
+# one view for each experiment: each trial's score, outcome and sampled values.
+RUNS_VIEW_KEY = "arnn"
+RUNS_VIEW_TAG = "mlflow.sharedViewState." + RUNS_VIEW_KEY
+RUNS_VIEW_NAME = "arnn trials"
+SCORE_METRIC = "trial_score"  # arnn.sweep.tune.SCORE: what each trial scored
+SAMPLED_PARAM = "sampled."  # a trial's params sampled.NAME: the values its sweep sampled
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -265,8 +277,9 @@ def browse_hint(tracking_uri: str, experiment: str, run_id: str | None = None) -
 def ui_url(
     tracking_uri: str, experiment: str, run_id: str | None = None, base: str | None = None
 ) -> str:
-    """The MLflow UI page of `experiment`'s runs table in model-training mode, or of one
-    run: on `base`, else the tracking server itself, else `arnn ui`'s default address."""
+    """The MLflow UI page of `experiment`'s runs table in model-training mode (in arnn's
+    view where the experiment has one: see save_runs_view), or of one run: on `base`, else
+    the tracking server itself, else `arnn ui`'s default address."""
     if base is None:
         remote = tracking_uri.startswith(("http://", "https://"))
         base = tracking_uri.rstrip("/") if remote else UI_DEFAULT
@@ -274,7 +287,60 @@ def ui_url(
     page = f"#/experiments/{found.experiment_id if found else 0}"
     if run_id is not None:
         return f"{base}/{page}/runs/{run_id}?workflowType=machine_learning"
+    if found is not None and RUNS_VIEW_TAG in found.tags:
+        return f"{base}/{page}/runs?viewStateShareKey={RUNS_VIEW_KEY}&workflowType=machine_learning"
     return f"{base}/{page}/runs?{RUNS_BY_NAME}&workflowType=machine_learning"
+
+
+def save_runs_view(tracking_uri: str, experiment: str) -> None:
+    """Write `experiment`'s view of the runs table (RUNS_VIEW_TAG), unless it has these
+    columns already: the score, the outcome, and every parameter that its sweeps sample.
+    Nothing when the experiment does not exist."""
+    client = connect(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    columns = runs_view_columns(sampled_names(client, found.experiment_id))
+    if view_columns(found.tags.get(RUNS_VIEW_TAG)) != columns:
+        client.set_experiment_tag(found.experiment_id, RUNS_VIEW_TAG, runs_view(columns))
+
+
+def runs_view_columns(sampled: list[str]) -> list[str]:
+    """The runs table's columns for the trials of sweeps that sample `sampled`."""
+    return [
+        f"metrics.`{SCORE_METRIC}`",
+        f"tags.`{STATUS_TAG}`",
+        *(f"params.`{SAMPLED_PARAM}{name}`" for name in sampled),
+    ]
+
+
+def runs_view(columns: list[str]) -> str:
+    """The value of RUNS_VIEW_TAG for a view of `columns`, sorted by run name."""
+    state = {"orderByKey": BY_RUN_NAME, "orderByAsc": True, "selectedColumns": columns}
+    now = int(time.time() * 1000)
+    return json.dumps(
+        {"name": RUNS_VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    )
+
+
+def view_columns(tag_value: str | None) -> list[str] | None:
+    """The columns of a saved view, from its tag's value; None when there is none (or it
+    is not plain JSON: the UI may compress what it saves)."""
+    try:
+        return json.loads(json.loads(tag_value)["state"])["selectedColumns"]
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def sampled_names(client: MlflowClient, experiment_id: str) -> list[str]:
+    """The parameters that the experiment's sweeps sample (each sweep's param `searched`),
+    the first sweep's first."""
+    sweeps = client.search_runs(
+        [experiment_id], "tags.`arnn.kind` = 'sweep'", order_by=["attributes.start_time ASC"]
+    )
+    searched = (run.data.params.get("searched", "") for run in sweeps)
+    names = (name for line in searched for name in line.split(",") if name not in ("", "-"))
+    return list(dict.fromkeys(names))
 
 
 def run_tags(config: TrainConfig, device: str, kernel: str) -> dict[str, str]:

@@ -11,12 +11,13 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from html.parser import HTMLParser
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import _free_port, run_arnn, wait_until_serving
+from tests.conftest import _free_port, run_arnn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -39,6 +40,7 @@ def _rendered(url: str, tmp_path) -> str:
             "--disable-gpu",
             f"--user-data-dir={tmp_path / 'chromium'}",
             "--virtual-time-budget=20000",
+            "--window-size=1600,1000",  # a laptop's screen: the table renders what fits
             "--dump-dom",
             url,
         ],
@@ -50,10 +52,45 @@ def _rendered(url: str, tmp_path) -> str:
     return done.stdout
 
 
+class _GridCells(HTMLParser):
+    """The text of each cell of a rendered runs table (MLflow's ag-grid), by the run's id
+    (the row's row-id) and the column's id (its col-id: metrics.`trial_score`, ...)."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.cells: dict[tuple[str, str], str] = {}
+        self._row = self._column = None
+        self._depth, self._column_depth = 0, -1
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag != "div":
+            return
+        self._depth += 1
+        found = dict(attrs)
+        if found.get("role") == "row":
+            self._row = found.get("row-id")
+        elif found.get("role") == "gridcell" and self._column is None:
+            self._column, self._column_depth = found.get("col-id"), self._depth
+            self.cells[self._row, self._column] = ""
+
+    def handle_endtag(self, tag):
+        if tag != "div":
+            return
+        if self._depth == self._column_depth:
+            self._column, self._column_depth = None, -1
+        self._depth -= 1
+
+    def handle_data(self, data):
+        if self._column is not None:
+            self.cells[self._row, self._column] += data
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """A grid of two trials (gated or not) by the real `arnn sweep`, and `arnn ui` on it:
-    (what the sweep printed, the UI's address, the UI's process, the folder)."""
+    (what the sweep printed, the UI's address, the line with the URL it printed, the
+    folder)."""
     tmp_path = tmp_path_factory.mktemp("ui")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -83,8 +120,11 @@ def swept(tmp_path_factory):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(base, server)
-        yield done.stdout, base, server, tmp_path
+        ui_line = server.stdout.readline()  # "starting ...": the URL comes once it serves
+        while ui_line and "(Ctrl-C stops it)" not in ui_line:
+            ui_line = server.stdout.readline()
+        assert ui_line, "`arnn ui` ended before it printed its URL"
+        yield done.stdout, base, ui_line, tmp_path
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -113,7 +153,7 @@ def test_arnn_ui_serves_the_sweep_with_its_trials_nested(swept):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `make test` installs Debian's")
 def test_the_printed_urls_open_on_the_runs_and_the_trials_names_in_a_browser(swept):
-    printed, base, server, tmp_path = swept
+    printed, base, ui_line, tmp_path = swept
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("arnn")
     runs = client.search_runs([experiment.experiment_id])
@@ -133,7 +173,6 @@ def test_the_printed_urls_open_on_the_runs_and_the_trials_names_in_a_browser(swe
 
     # `arnn ui` prints the runs table, in Model training mode, with the sweep's row and
     # its trials' rows in it, by name (not collapsed under the sweep)
-    ui_line = server.stdout.readline()
     (ui_url,) = re.findall(r"(http://\S+workflowType=machine_learning)", ui_line)
     page = _rendered(ui_url, tmp_path)
     assert ">Runs<" in page and "<strong>3</strong> matching runs" in page
@@ -142,3 +181,15 @@ def test_the_printed_urls_open_on_the_runs_and_the_trials_names_in_a_browser(swe
     for name in trials:
         assert f">{name}<" in page, name
     assert "No data available" not in page  # not the GenAI overview
+
+    # ... in arnn's view of it: each trial's score, outcome and sampled value in its row
+    for header in ("trial_score", "arnn.status", "sampled.gated"):
+        assert f'data-testid="sort-header-{header}"' in page, header
+    cells = _GridCells(page).cells
+    for trial in (r for r in runs if r.data.tags["arnn.kind"] == "trial"):
+        row = trial.info.run_id
+        # the table rounds a metric to 3 decimals or 4 significant digits (formatMetric)
+        score = float(cells[row, "metrics.`trial_score`"])
+        assert score == pytest.approx(trial.data.metrics["trial_score"], rel=1e-3, abs=5e-4)
+        assert cells[row, "tags.`arnn.status`"] == trial.data.tags["arnn.status"] == "finished"
+        assert cells[row, "params.`sampled.gated`"] == trial.data.params["sampled.gated"]
