@@ -15,6 +15,8 @@ stops at the cell it interrupts, with exit code 130 (143). Then: reproduce/table
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-path")
     parser.add_argument("--data-dir")
     args = parser.parse_args(argv)
+    again = _this_command(sys.argv[1:] if argv is None else argv)
 
     try:
         if args.seeds < 1:
@@ -76,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
                             "address": args.address,
                             "storage_path": args.storage_path,
                             "data_dir": args.data_dir,
+                            "resume_command": again,  # what an interrupted sweep says
                         },
                     )
                 except Interrupted as stopped:
                     print(
                         f"[{number}/{len(cells)}] {cell.name}: interrupted by {stopped.name}; "
-                        "run the same command again to go on from here",
+                        f"go on from here with: {again}",
                         flush=True,
                     )
                     return stopped.exit_code
@@ -94,6 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         return stopped.exit_code
     print(f"\nnow: python reproduce/table.py --table {args.table}")
     return 0
+
+
+def _this_command(argv: list[str]) -> str:
+    """This script's command line, which goes on from wherever it stopped: the Python
+    and the script as paths from here (absolute where outside it), the same arguments."""
+    return shlex.join([_from_here(sys.executable), _from_here(__file__), *argv])
+
+
+def _from_here(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _has_gpus(address: str) -> bool:

@@ -55,7 +55,8 @@ def score(values: Iterable[float | None], mode: Mode) -> float | None:
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One trial as the tracking store holds it."""
+    """One trial as the tracking store holds it: `trial` is Ray's id (the tag
+    arnn.trial_id, for tools), `name` what a person reads it as (t07, seed 1002)."""
 
     trial: str
     outcome: str
@@ -63,6 +64,7 @@ class TrialRecord:
     run_id: str | None = None
     epochs: int | None = None
     sampled: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
 
 
 def best_trial(records: Iterable[TrialRecord], mode: Mode) -> TrialRecord | None:

@@ -21,8 +21,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from arnn.cli import main
-from arnn.report import _read_spec
 from arnn.sweep.driver import sweep
+from arnn.sweep.report.reading import read_spec as _read_spec
 from tests.conftest import assert_provenance, run_arnn
 from tests.datasets import write_broken_mnist, write_mnist
 from tests.ray_local import is_loopback, listeners_of, local_cluster, ray_processes
@@ -98,10 +98,19 @@ def _assert_kept_study_matches(study: optuna.Study, children) -> None:
         assert trial.datetime_complete >= trial.datetime_start
 
 
-def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch):
+def _progress(out: str) -> list[str]:
+    """The progress lines a sweep printed, without their clocks."""
+    lines = [line for line in out.splitlines() if re.match(r"\[ *\d+ s\] ", line)]
+    return [line.split("] ", 1)[1] for line in lines]
+
+
+def test_a_sweep_records_every_trial_nested_under_its_run(
+    tmp_path, monkeypatch, capfd, caplog
+):
     monkeypatch.chdir(tmp_path)
     spec = _spec(tmp_path, map=["lr", "gated"])
     outcome = sweep(str(spec), name="grid", storage_path=str(tmp_path / "ray"))
+    out, err = capfd.readouterr()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, parents, children = _runs(uri)
     assert len(parents) == 1 and len(children) == 4
@@ -144,6 +153,27 @@ def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch)
     assert parent.data.tags["arnn.best_run_id"] == best.info.run_id
     assert parent.data.metrics["sweep_best_val_loss"] == best.data.metrics["trial_score"]
     assert "best_val_loss" not in parent.data.metrics
+
+    # One name for a trial wherever a person reads it: its run's (t03), on the console and
+    # in the tag arnn.best_trial; Ray's id only where tools look (arnn.best_trial_id).
+    best_name = best.info.run_name.split()[0]
+    assert parent.data.tags["arnn.best_trial"] == best_name
+    assert parent.data.tags["arnn.best_trial_id"] == best.data.tags["arnn.trial_id"]
+    assert f"best trial {best_name} (best of the finished): val_loss " in out
+    table = re.findall(r"^(t\d\d) +(finished|pruned|diverged) ", out, re.MULTILINE)
+    named = [(c.info.run_name.split()[0], c.data.tags["arnn.status"]) for c in children]
+    assert sorted(table) == sorted(named), out
+    assert not [c for c in children if c.data.tags["arnn.trial_id"] in out + err]
+    # The trials that started are running (Tune marks one RUNNING only after the callbacks;
+    # a second start within a second of the first makes one line of the two).
+    progress = _progress(out)
+    assert re.match(r"[12] running, 0/4 done", progress[0]), progress
+    assert progress[-1].startswith("0 running, 4/4 done"), progress
+    # Nothing a user cannot place: the diverged trials' NaNs raise no bare line from
+    # tensorboardX (Tune's TensorBoard logger, off; a logged warning, which pytest takes
+    # from the console into caplog).
+    assert "NaN or Inf" not in out + err + caplog.text
+    assert not list((tmp_path / "ray" / "grid").glob("*/events.out.tfevents*"))
 
     study = _study(tmp_path / "ray", "grid")
     told = [t.state for t in study.trials]
@@ -191,14 +221,19 @@ def _mnist_spec(tmp_path: Path, *, samples: int) -> Path:
     )
 
 
-def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, monkeypatch):
-    """Trials run in folders of their own: ARNN_DATA_DIR=data means the driver's ./data."""
+def test_a_relative_data_dir_in_the_environment_reaches_the_trials(tmp_path, monkeypatch, capsys):
+    """Trials run in folders of their own: ARNN_DATA_DIR=data means the driver's ./data.
+    (One trial, which the console counts as one: `1 trial`, never `1 trials`.)"""
     write_mnist(tmp_path / "data", train=300, test=50)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ARNN_DATA_DIR", "data")
     spec = _mnist_spec(tmp_path, samples=1)
     outcome = sweep(str(spec), name="relative", storage_path=str(tmp_path / "ray"))
     assert outcome.counts["finished"] == 1, outcome.counts
+    out = capsys.readouterr().out
+    assert "sweep relative: 1 trial of mnist / antisymmetric, at most 2 at once" in out
+    assert "\n1 trial: 1 finished, 0 pruned," in out and "(1 trial) in sqlite:///" in out
+    assert "1 trials" not in out
 
 
 def test_when_every_trial_fails_the_sweep_says_why_and_exits_1(
@@ -372,7 +407,9 @@ def test_a_trial_run_the_resumed_sweep_never_knew_is_deleted_not_counted(tmp_pat
 
     done = run_arnn(*_sweep_command(spec, tmp_path, "lost", "--resume")[3:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "trial d0e5a1b2 was lost" in done.stdout and lost.info.run_id in done.stdout
+    again = f"t{int(children[0].data.tags['arnn.trial_number']) + 1:02d}"  # the slot run again
+    assert f"trial {again} (Ray id d0e5a1b2) was lost" in done.stdout, done.stdout
+    assert lost.info.run_id in done.stdout
     client, (parent,), children = _runs(uri)
     assert len(children) == 2 and lost.info.run_id not in {c.info.run_id for c in children}
     gone = client.get_run(lost.info.run_id)
@@ -537,7 +574,7 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     assert driver.returncode == 130, errors[-3000:]
     resume = errors.strip().splitlines()[-1]
     assert resume.startswith("resume it with: arnn sweep ") and "--name stopped --resume" in resume
-    assert "interrupted by SIGINT" in errors
+    assert re.search(r"interrupted by SIGINT: (1 trial|\d+ trials) in flight closed", errors)
     _, parents, children = _runs(uri)
     assert [(p.info.status, p.data.tags["arnn.status"]) for p in parents] == [
         ("KILLED", "interrupted")
@@ -555,8 +592,14 @@ def test_ctrl_c_ends_a_sweep_killed_and_interrupted_and_resume_completes_it(tmp_
     report = {"curves.png", "map.png", "importance.png", "importance.json", "trials.csv"}
     assert report <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
+    began = time.monotonic()
     done = run_arnn(*_sweep_command(spec, tmp_path, "stopped", "--resume")[3:], cwd=tmp_path)
+    took = time.monotonic() - began
     assert done.returncode == 0, done.stderr[-3000:]
+    # The resumed run's clock starts with it; its first line counts what finished before.
+    first = next(line for line in done.stdout.splitlines() if re.match(r"\[ *\d+ s\] ", line))
+    assert int(first[1:].split(" s]")[0]) <= took, (first, took)
+    assert int(re.search(r"running, (\d+)/3 done", first).group(1)) >= labels.count("finished")
     client, parents, children = _runs(uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.tags["arnn.status"] == "finished"

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shlex
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -26,13 +27,13 @@ from arnn.data import DATA_DIR_ENV, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.interrupt import Interrupted, StopSignals
 from arnn.provenance import provenance_tags
-from arnn.report import write_report
-from arnn.results import tag_column, trial_records
+from arnn.results import number_or_none, tag_column, trial_records
 from arnn.sweep import names
 from arnn.sweep.ray_runtime import check_address, connect, disconnect
+from arnn.sweep.report import write_report
 from arnn.sweep.space import num_trials
 from arnn.sweep.spec import SPEC_TAG, Spec, load_spec
-from arnn.sweep.study import resolve_study_storage, shown, write_study
+from arnn.sweep.study import number_of, resolve_study_storage, shown, write_study
 from arnn.sweep.tune import (
     KIND_TAG,
     NUMBER_TAG,
@@ -41,6 +42,7 @@ from arnn.sweep.tune import (
     SweepSettings,
     can_resume,
     run_sweep,
+    trial_label,
     tune_state_exists,
 )
 from arnn.tables import console
@@ -87,13 +89,15 @@ def sweep(
     score_test: bool = False,
     study_storage: str | None = None,
     trial_kind: Literal["trial", "final"] = "trial",
+    resume_command: str | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep: a Spec, or the path of its YAML file. `tags` go on the
     sweep's MLflow run and on every trial's; `score_test` scores each trial's test split
     (final runs do, search trials do not); `trial_kind` is the trials' arnn.kind (trial,
     or final for final runs). The Optuna study is written to `study_storage` (arnn.sweep.
     study's default beside a tracking file). Raises Interrupted after SIGINT or SIGTERM,
-    with every run closed and the resume command printed."""
+    with every run closed and the command that resumes it printed: `resume_command`, the
+    one its caller was started with (reproduce/run.py's), else the `arnn sweep` one."""
     spec_file = None if isinstance(spec, Spec) else Path(spec)
     if spec_file is not None:
         spec = load_spec(spec_file)
@@ -144,7 +148,7 @@ def sweep(
     previous = _previous_parent(settings) if resume else None
     if previous is not None:
         _check_unchanged(previous, spec, total)
-    resume_command = _resume_command(
+    resume_command = resume_command or _resume_command(
         spec_file,
         name=name,
         samples=samples,
@@ -163,7 +167,8 @@ def sweep(
             parent = _open_parent(settings, total, previous)
             settings = dataclasses.replace(settings, parent_run_id=parent.run_id)
             print(
-                f"sweep {name}: {total} trials of {spec.task} / {spec.model}, at most "
+                f"sweep {name}: {_counted(total, _noun(trial_kind))} of {spec.task} / "
+                f"{spec.model}, at most "
                 f"{max_concurrent or spec.max_concurrent} at once; MLflow run "
                 f"{parent.run_id} in {settings.tracking_uri}\n"
                 f"browse it: {browse_hint(settings.tracking_uri, experiment, parent.run_id)}",
@@ -364,10 +369,11 @@ def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: froz
     taken = set(numbers[trials & ~foreign].dropna()) - {""}
     for row in frame[foreign].itertuples():
         run_id, trial_id, number = row.run_id, ids[row.Index], numbers[row.Index]
+        name = _trial_name(frame.loc[row.Index].to_dict(), settings.trial_kind)
         if number not in taken:
             print(
-                f"warning: MLflow run {run_id} (trial {trial_id}) is nested under sweep "
-                f"{settings.name!r} but is none of its trials; left as it is",
+                f"warning: MLflow run {run_id} (trial {name}, Ray id {trial_id}) is nested "
+                f"under sweep {settings.name!r} but is none of its trials; left as it is",
                 file=sys.stderr,
             )
             continue
@@ -378,8 +384,9 @@ def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: froz
             run.set_tags({STATUS_TAG: scoring.LOST})
         parent.client.delete_run(run_id)
         print(
-            f"trial {trial_id} was lost with the killed driver's unsaved state (the resumed "
-            f"sweep ran its slot again): its MLflow run {run_id} is deleted, restorable",
+            f"trial {name} (Ray id {trial_id}) was lost with the killed driver's unsaved "
+            f"state (the resumed sweep ran its slot again): its MLflow run {run_id} is "
+            "deleted, restorable",
             flush=True,
         )
 
@@ -405,8 +412,9 @@ def _end_interrupted(
     _keep_records(parent, settings)
     parent.close("KILLED", scoring.INTERRUPTED)
     stopped = Interrupted(signum)
+    in_flight = _counted(in_flight, _noun(settings.trial_kind))
     print(
-        f"\nsweep {settings.name} interrupted by {stopped.name}: {in_flight} trials in flight "
+        f"\nsweep {settings.name} interrupted by {stopped.name}: {in_flight} in flight "
         f"closed KILLED (arnn.status=interrupted), the sweep's run KILLED.\n"
         f"resume it with: {resume_command}",
         file=sys.stderr,
@@ -417,7 +425,7 @@ def _end_interrupted(
 
 def _keep_records(parent: TrackedRun, settings: SweepSettings) -> None:
     """What a sweep leaves beside its runs when it ends (and again after a resume): its
-    report as artifacts of its run (arnn.report), its Optuna study (arnn.sweep.study)."""
+    report as artifacts of its run (arnn.sweep.report), its Optuna study (arnn.sweep.study)."""
     try:
         files = write_report(settings.tracking_uri, settings.experiment, parent.run_id)
         print(f"\nreport: {', '.join(files.files)} in {files.location}", flush=True)
@@ -442,7 +450,7 @@ def _keep_records(parent: TrackedRun, settings: SweepSettings) -> None:
                 parent.run_id,
             )
             print(
-                f"Optuna study {settings.name!r} ({written} trials) in {storage}: "
+                f"Optuna study {settings.name!r} ({_counted(written, 'trial')}) in {storage}: "
                 f"optuna-dashboard {storage}"
             )
         except Exception as error:  # the trials are recorded in MLflow: the sweep goes on
@@ -457,8 +465,8 @@ def _keep_records(parent: TrackedRun, settings: SweepSettings) -> None:
 def _resume_command(spec_file, **given) -> str:
     """The command that resumes this sweep: its spec, name and every flag given that
     changes what or where it runs."""
-    if spec_file is None:
-        return "the same call with resume=True"
+    if spec_file is None:  # called from Python with a Spec, and no command given
+        return f"the same sweep(...) call, with name={given['name']!r} and resume=True"
     words = ["arnn", "sweep", str(spec_file), "--name", given.pop("name"), "--resume"]
     defaults = {"address": "local", "experiment": "arnn"}
     for key, value in given.items():
@@ -470,32 +478,92 @@ def _resume_command(spec_file, **given) -> str:
 
 def _summarise(parent: TrackedRun, settings: SweepSettings, total: int) -> SweepOutcome:
     """Counts by outcome and the best finished trial (arnn.scoring), on the console and on
-    the sweep's run, read back from MLflow."""
-    metric, mode = settings.spec.metric, settings.spec.mode
-    records = scoring.ranked(trial_records(_children(parent, settings)), mode)
+    the sweep's run, read back from MLflow; for final runs, their seeds' mean ± std."""
+    metric, mode, kind = settings.spec.metric, settings.spec.mode, settings.trial_kind
+    frame = _children(parent, settings)
+    records = scoring.ranked(_named(trial_records(frame), frame, kind), mode)
     counts = scoring.outcome_counts(records, total)
     best = scoring.best_trial(records, mode)
     parent.log_metrics({f"trials_{k.replace(' ', '_')}": v for k, v in counts.items()})
-    print(f"\n{total} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    _print_trials(records[:10], metric)
+    print(f"\n{_counted(total, _noun(kind))}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    _print_trials(records[:10], metric, kind)
     if best is not None:
         parent.log_metrics({f"sweep_best_{metric}": best.score})
-        parent.set_tags({"arnn.best_trial": best.trial, "arnn.best_run_id": best.run_id})
+        parent.set_tags(  # its name (t07), as a person reads it; Ray's id, for tools
+            {
+                "arnn.best_trial": best.name,
+                "arnn.best_trial_id": best.trial,
+                "arnn.best_run_id": best.run_id,
+            }
+        )
+    if kind == "final":
+        _print_seeds(records, frame, metric)
+    elif best is not None:
         print(
-            f"\nbest trial {best.trial} (best of the finished): {metric} {best.score:.4f}, "
+            f"\nbest trial {best.name} (best of the finished): {metric} {best.score:.4f}, "
             f"MLflow run {best.run_id}"
         )
     return SweepOutcome(parent.run_id, records, counts, best)
 
 
-def _print_trials(records: list[scoring.TrialRecord], metric: str) -> None:
+def _noun(kind: str) -> str:
+    return "final run" if kind == "final" else "trial"
+
+
+def _counted(count: int, noun: str) -> str:
+    """`1 trial`, `2 trials`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _trial_name(row: dict, kind: str) -> str:
+    """The name (arnn.sweep.tune.trial_label) of the trial of one row of a runs frame."""
+    return trial_label(kind, number_of(row), json.loads(row.get("tags.arnn.sampled") or "{}"))
+
+
+def _named(records: list[scoring.TrialRecord], frame, kind: str) -> list[scoring.TrialRecord]:
+    """The records of the runs in `frame`, each with its trial's name."""
+    rows = {row["run_id"]: row for row in frame.to_dict("records")} if not frame.empty else {}
+    return [dataclasses.replace(r, name=_trial_name(rows[r.run_id], kind)) for r in records]
+
+
+def _print_seeds(records: list[scoring.TrialRecord], frame, metric: str) -> None:
+    """Final runs are replicas, not rivals: the mean ± std over the seeds that finished,
+    of the metric selected on (each seed's best epoch) and of the test split's twin of it
+    (of the best epoch's weights), where every seed logged it."""
+    finished = [r for r in records if r.outcome == scoring.FINISHED and r.score is not None]
+    if not finished:
+        print(f"\nno seed finished, of {_counted(len(records), 'final run')}")
+        return
+    test = f"test_{metric.removeprefix('val_')}"
+    scores = {f"best {metric}": [r.score for r in finished], test: _logged(frame, test, finished)}
+    shown = ", ".join(f"{name} {_mean_std(values)}" for name, values in scores.items() if values)
+    spread = " (mean ± std over the seeds)" if len(finished) > 1 else ""
+    print(f"\n{_counted(len(finished), 'seed')} finished: {shown}{spread}")
+
+
+def _logged(frame, metric: str, records: list[scoring.TrialRecord]) -> list[float]:
+    """Metric `metric` of each record's run, as the frame holds it; empty unless every one
+    of them logged it."""
+    column = f"metrics.{metric}"
+    by_run = dict(zip(frame["run_id"], frame[column], strict=True)) if column in frame else {}
+    values = [number_or_none(by_run.get(r.run_id)) for r in records]
+    return [] if None in values else values
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _print_trials(records: list[scoring.TrialRecord], metric: str, kind: str) -> None:
     if not records:
         return
-    sampled = sorted({k for record in records for k in record.sampled})
+    named = {"seed"} if kind == "final" else set()  # a final run's name says its seed
+    sampled = sorted({k for record in records for k in record.sampled} - named)
     table = pd.DataFrame(
         [
             [
-                record.trial,
+                record.name,
                 record.outcome,
                 "" if record.epochs is None else str(record.epochs),
                 "" if record.score is None else f"{record.score:.4f}",
@@ -504,6 +572,6 @@ def _print_trials(records: list[scoring.TrialRecord], metric: str) -> None:
             ]
             for record in records
         ],
-        columns=["trial", "outcome", "epochs", f"best {metric}", *sampled, "MLflow run"],
+        columns=[_noun(kind), "outcome", "epochs", f"best {metric}", *sampled, "MLflow run"],
     )
     print(console(table))

@@ -32,6 +32,8 @@ from typing import Any, Literal
 import ray
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -268,46 +270,100 @@ def _close_if_open(settings: SweepSettings, trial_id: str, status: str, label: s
 
 
 class ConsoleProgress(tune.Callback):
-    """One line whenever what it says changes, as a trial starts or ends: how many run,
-    how each ended, the best finished trial's score (arnn.scoring's rule)."""
+    """One line whenever what it says changes and the change holds for `settle_s` (a
+    trial's end and the next one's start, a moment apart, are one line): how many run,
+    how each ended, and for search trials the best finished one's score (arnn.scoring's
+    rule) and name (trial_label). Read from the trials Tune passes, so that a resumed
+    sweep counts the trials it restored; its clock starts with each Tune run."""
 
-    def __init__(self, total: int, metric: str, mode: str):
-        self.total, self.metric, self.mode = total, metric, mode
+    def __init__(
+        self,
+        total: int,
+        metric: str,
+        mode: str,
+        kind: Literal["trial", "final"],
+        settle_s: float = 1.0,
+    ):
+        self.total, self.metric, self.mode, self.kind = total, metric, mode, kind
+        self.settle_s = settle_s
         self.started = time.time()
-        self.ended: dict[str, scoring.TrialRecord] = {}
-        self.said = ""
+        self.seen, self.seen_at, self.said = "", 0.0, ""
+
+    def setup(self, **info):
+        # Tune calls it as every run starts, a resumed one's too (whose callbacks are
+        # the ones pickled when the sweep first started).
+        self.started = time.time()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._print(trials)
+        self._see(trials, starting=trial.trial_id)  # Tune marks it RUNNING just after
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
-        state = result.get(STATE)
-        outcome = state if state in (scoring.FINISHED, scoring.DIVERGED) else scoring.PRUNED
-        self.ended[trial.trial_id] = scoring.TrialRecord(trial.trial_id, outcome, result.get(SCORE))
-        self._print(trials)
+        self._see(trials, ending=trial.trial_id)  # Tune marks it TERMINATED just after
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.ended[trial.trial_id] = scoring.TrialRecord(trial.trial_id, scoring.FAILED, None)
-        self._print(trials)
+        self._see(trials)  # marked ERROR already
 
-    def _print(self, trials) -> None:
-        running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
-        counts = scoring.outcome_counts(self.ended.values(), self.total)
-        best = scoring.best_trial(self.ended.values(), self.mode)
-        best = (
-            f"best finished: {self.metric} {best.score:.4f} (trial {best.trial})"
-            if best
-            else "no finished trial yet"
+    def on_step_end(self, iteration, trials, **info):
+        if time.time() - self.seen_at >= self.settle_s:
+            self._say()
+
+    def on_experiment_end(self, trials, **info):
+        self._say()
+
+    def _see(self, trials, starting: str | None = None, ending: str | None = None) -> None:
+        line = self._line(trials, starting, ending)
+        if line != self.seen:
+            self.seen, self.seen_at = line, time.time()
+
+    def _say(self) -> None:
+        if self.seen != self.said:
+            print(f"[{self.seen_at - self.started:6.0f} s] {self.seen}", flush=True)
+            self.said = self.seen
+
+    def _line(self, trials, starting: str | None, ending: str | None) -> str:
+        ended = [
+            self._record(t)
+            for t in trials
+            if t.status in (Trial.TERMINATED, Trial.ERROR) or t.trial_id == ending
+        ]
+        running = sum(
+            (t.status == Trial.RUNNING or t.trial_id == starting) and t.trial_id != ending
+            for t in trials
         )
+        counts = scoring.outcome_counts(ended, self.total)
         line = (
-            f"{running} running, {len(self.ended)}/{self.total} done ({counts['finished']} "
+            f"{running} running, {len(ended)}/{self.total} done ({counts['finished']} "
             f"finished, {counts['pruned']} pruned, {counts['diverged']} diverged, "
-            f"{counts['failed']} failed); {best}"
+            f"{counts['failed']} failed)"
         )
-        if line != self.said:
-            print(f"[{time.time() - self.started:6.0f} s] {line}", flush=True)
-            self.said = line
+        if self.kind == "trial":  # final runs are replicas of one configuration, not rivals
+            line += f"; {self._best(ended)}"
+        return line
+
+    def _best(self, ended: list[scoring.TrialRecord]) -> str:
+        best = scoring.best_trial(ended, self.mode)
+        if best is None:
+            return "no finished trial yet"
+        return f"best finished: {self.metric} {best.score:.4f} (trial {best.name})"
+
+    def _record(self, trial) -> scoring.TrialRecord:
+        """How an ended trial ended, by its status and its last result."""
+        result = trial.last_result or {}
+        state = result.get(STATE)
+        if trial.status == Trial.ERROR:
+            outcome = scoring.FAILED
+        else:
+            outcome = state if state in (scoring.FINISHED, scoring.DIVERGED) else scoring.PRUNED
+        name = trial_label(self.kind, trial.config.get(TRIAL_NUMBER), trial.config)
+        return scoring.TrialRecord(trial.trial_id, outcome, result.get(SCORE), name=name)
+
+
+def trial_label(kind: str, number: int | None, sampled: dict[str, Any]) -> str:
+    """A trial as a person reads it, the start of its MLflow run's name: t07 for search
+    trial number 6, seed 1002 for a final run. Ray's id (arnn.trial_id) is for tools."""
+    if kind == "final" and "seed" in sampled:
+        return names.final_name(sampled["seed"])
+    return names.trial_name(number, {})
 
 
 def sweep_dir(settings: SweepSettings) -> str:
@@ -337,6 +393,10 @@ def run_sweep(settings: SweepSettings, total: int) -> TuneOutcome:
     # Tune's own SIGINT handler is off: ours records the signal, then asks Tune to stop
     # the way its handler would (SIGUSR1), so that SIGTERM is handled the same.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    # Tune's default loggers are off but for the one in _run_config: no one reads their
+    # TensorBoard files, and tensorboardX warns, bare, of every non-finite value in a
+    # diverged trial's results ("NaN or Inf found in input tensor.").
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     tune_handler = signal.getsignal(signal.SIGUSR1)
     try:
         with StopSignals(on_first=_ask_tune_to_stop) as stop:
@@ -405,7 +465,8 @@ def _run_config(settings: SweepSettings, total: int) -> tune.RunConfig:
         verbose=0,
         callbacks=[
             TrialRunCloser(settings),
-            ConsoleProgress(total, settings.spec.metric, settings.spec.mode),
+            ConsoleProgress(total, settings.spec.metric, settings.spec.mode, settings.trial_kind),
+            JsonLoggerCallback(),  # each trial's result.json: what Tune's results read back
         ],
         # Three, not one: after a killed driver, Tune resumes from its last saved state,
         # which may name a checkpoint or two older than a trial's newest (seen here: with
