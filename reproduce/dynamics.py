@@ -5,13 +5,16 @@
 Each run gets its plots (artifacts dynamics/eigenvalues.png, dynamics/gradient_norms.png)
 and summary metrics (jacobian_eig_modulus_mean, _std, _max, grad_norm_first_over_last)
 logged back to it, and the gradient norm curve as the metric dynamics_grad_norm (step t).
-With several runs (antisymmetric at several gamma, an LSTM, ...) a comparison of all is
-written to --out.
+With several runs of one task (antisymmetric at several gamma, an LSTM, the IRNN and the
+orthogonally initialised RNN, ...) a comparison of all, on the same test sequences, is
+written to --out: the eigenvalues one panel per run side by side, the gradient norms on one
+axis.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -25,6 +28,8 @@ from arnn.errors import UsageError
 from arnn.tasks import create_task
 from arnn.tracking import TrackedRun, connect, load_trained, resolve_tracking_uri
 from arnn.train import build_model, load_data
+
+LABELLED_OPTIONS = ("eps", "gamma", "init")  # shown in a run's label
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
 
     try:
+        trained = {run_id: load_trained(uri, run_id) for run_id in args.run_ids}
+        _check_one_batch({run_id: config for run_id, (config, _) in trained.items()})
         found = {}
-        for run_id in args.run_ids:
-            label, dynamics = _analyse_run(uri, run_id, args)
+        for run_id, (config, state) in trained.items():
+            label, dynamics = _analyse_run(uri, run_id, config, state, args)
             found[label] = dynamics
             print(f"{label}: " + ", ".join(f"{k} {v:.4g}" for k, v in dynamics.summary().items()))
     except UsageError as error:
@@ -62,8 +69,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _analyse_run(uri: str, run_id: str, args):
-    config, state = load_trained(uri, run_id)
+def _check_one_batch(configs: dict) -> None:
+    """Runs compared side by side must see the same test sequences: one task, one set of
+    task options (the first --sequences test examples of it, the same noise)."""
+    tasks = {
+        run_id: (config.task.name, json.dumps(config.task.options, sort_keys=True))
+        for run_id, config in configs.items()
+    }
+    if len(set(tasks.values())) > 1:
+        listed = ", ".join(
+            f"{run_id[:8]} {name} {options}" for run_id, (name, options) in tasks.items()
+        )
+        raise UsageError(
+            f"RUN_ID: the runs compared must share a task and its options, to be analysed on "
+            f"the same test sequences; got {listed}"
+        )
+
+
+def _label(config, run_id: str) -> str:
+    """The model and the options that tell runs apart in a legend (eps, gamma, init)."""
+    shown = [
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in config.model.options.items()
+        if key in LABELLED_OPTIONS
+    ]
+    return " ".join([config.model.name, *shown, f"({run_id[:8]})"])
+
+
+def _analyse_run(uri: str, run_id: str, config, state, args):
     if args.data_dir:
         config = config.replace(data_dir=Path(args.data_dir))
     task = create_task(config.task.name, config.task.options)
@@ -74,10 +107,7 @@ def _analyse_run(uri: str, run_id: str, args):
     inputs = task.to_inputs(stored, torch.Generator().manual_seed(0))
     dynamics = analyse(model, task, inputs, targets, jacobians=args.jacobians)
 
-    options = " ".join(
-        f"{k}={v:g}" for k, v in config.model.options.items() if k in ("eps", "gamma")
-    )
-    label = f"{config.model.name} {options} ({run_id[:8]})"
+    label = _label(config, run_id)
     run = TrackedRun(connect(uri), run_id)
     run.log_metrics(dynamics.summary())
     run.log_series("dynamics_grad_norm", dynamics.gradient_norms.tolist())

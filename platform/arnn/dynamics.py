@@ -90,24 +90,19 @@ def analyse(
 
 
 def plot(dynamics: dict[str, Dynamics], eigen_path, gradient_path) -> None:
-    """Eigenvalues in the complex plane (unit circle drawn) and ||dL/dh_t|| over t, one
-    series per labelled model."""
+    """Eigenvalues in the complex plane, one panel per labelled model side by side (each
+    with the unit circle and its own scale: they can differ by orders of magnitude), and
+    ||dL/dh_t|| over t, every model's curve on one log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(5.5, 5.5))
+    figure, axes = plt.subplots(1, len(dynamics), figsize=(4.2 * len(dynamics), 4.6), squeeze=False)
     circle = torch.linspace(0, 2 * torch.pi, 200)
-    axis.plot(circle.cos(), circle.sin(), color="0.7", linewidth=0.8)
-    for label, found in dynamics.items():
-        values = found.eigenvalues.flatten()
-        axis.scatter(values.real, values.imag, s=6, alpha=0.6, label=label)
-    axis.set_aspect("equal")
-    axis.set_xlabel("Re λ")
-    axis.set_ylabel("Im λ")
-    axis.set_title("eigenvalues of ∂h_T/∂h_0")
-    axis.legend(fontsize=7)
+    for axis, (label, found) in zip(axes[0], dynamics.items(), strict=True):
+        _eigenvalue_panel(axis, label, found.eigenvalues.flatten(), circle)
+    figure.suptitle("eigenvalues of ∂h_T/∂h_0 (unit circle in grey)")
     figure.tight_layout()
     figure.savefig(eigen_path, dpi=120)
     plt.close(figure)
@@ -117,9 +112,24 @@ def plot(dynamics: dict[str, Dynamics], eigen_path, gradient_path) -> None:
         steps = range(1, len(found.gradient_norms) + 1)
         axis.semilogy(steps, found.gradient_norms.clamp_min(1e-30), label=label)
     axis.set_xlabel("t")
-    axis.set_ylabel("‖∂L/∂h_t‖ (mean over the batch)")
+    axis.set_ylabel("‖∂L/∂h_t‖ (mean over the batch; 0 drawn at 1e-30)")
     axis.set_title("how far back the gradient reaches")
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(gradient_path, dpi=120)
     plt.close(figure)
+
+
+def _eigenvalue_panel(axis, label: str, values: torch.Tensor, circle: torch.Tensor) -> None:
+    """One model's eigenvalues with the unit circle, framed to show both."""
+    axis.plot(circle.cos(), circle.sin(), color="0.7", linewidth=0.8)
+    axis.scatter(values.real, values.imag, s=6, alpha=0.6)
+    finite = values[torch.isfinite(values.real) & torch.isfinite(values.imag)]
+    largest = finite.abs().max().item() if len(finite) else 0.0
+    reach = 1.1 * max(1.0, largest)
+    axis.set_xlim(-reach, reach)
+    axis.set_ylim(-reach, reach)
+    axis.set_aspect("equal")
+    axis.set_xlabel("Re λ")
+    axis.set_ylabel("Im λ")
+    axis.set_title(f"{label}\nmax |λ| = {largest:.3g}", fontsize=8)

@@ -17,10 +17,19 @@ from arnn.train import train
 SCRIPT = Path(__file__).resolve().parents[2] / "reproduce" / "dynamics.py"
 
 
-@pytest.mark.parametrize("name", ["antisymmetric", "lstm", "gru", "fastrnn"])
-def test_the_jacobian_matches_finite_differences(name):
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("antisymmetric", {"eps": 0.2}),
+        ("lstm", {}),
+        ("gru", {}),
+        ("fastrnn", {}),
+        ("rnn", {"init": "orthogonal"}),
+        ("relu_rnn", {"init": "identity"}),
+    ],
+)
+def test_the_jacobian_matches_finite_differences(name, options):
     torch.manual_seed(0)
-    options = {"eps": 0.2} if name == "antisymmetric" else {}
     model = create_model(name, input_size=2, output_size=3, hidden=5, **options).double()
     sequence = torch.randn(6, 2, dtype=torch.float64)
     jacobian = end_to_end_jacobian(model.encoder, sequence)
@@ -37,16 +46,16 @@ def test_the_jacobian_matches_finite_differences(name):
 
 def _trained_run(uri: str, **overrides) -> str:
     config = TrainConfig.parse(
-        dict(
-            task="adding",
-            task_options={"length": 12, "train_size": 256, "test_size": 32},
-            hidden=8,
-            epochs=1,
-            val_size=32,
-            batch_size=64,
-            device="cpu",
+        {
+            "task": "adding",
+            "task_options": {"length": 12, "train_size": 256, "test_size": 32},
+            "hidden": 8,
+            "epochs": 1,
+            "val_size": 32,
+            "batch_size": 64,
+            "device": "cpu",
             **overrides,
-        )
+        }
     )
     run = TrackedRun.start(tracking_uri=uri, experiment="arnn", run_name="dyn")
     run.log_result(train(config), config)

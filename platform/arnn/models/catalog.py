@@ -31,6 +31,23 @@ class AntisymmetricOptions(ModelOptions):
     )
 
 
+class PlainRNNOptions(InitOptions):
+    """The plain (tanh, ReLU) RNNs: Appendix C's σ_w and where their recurrent W starts."""
+
+    sigma_w: float = pydantic.Field(
+        1.0,
+        ge=0,
+        description="scale of the recurrent weights: std sigma_w / sqrt(n) (init=default), "
+        "W = sigma_w I (identity), W = sigma_w Q (orthogonal)",
+    )
+    init: Literal["default", "identity", "orthogonal"] = pydantic.Field(
+        "default",
+        description="the recurrent W at the start: default (N(0, sigma_w^2/n), Appendix C), "
+        "identity (the IRNN of Le et al. 2015 with relu_rnn) or orthogonal (a random "
+        "orthogonal Q drawn from the run's seed, Saxe et al. 2014)",
+    )
+
+
 class CoRNNOptions(ModelOptions):
     dt: float = pydantic.Field(0.042, gt=0, description="time step dt of the oscillators")
     gamma: float = pydantic.Field(
@@ -113,8 +130,21 @@ register_model(
     description="gated cell, unstructured W (paper's ablation)",
     **_ANTISYMMETRIC,
 )
-register_model("fastrnn", build="arnn.models.fastrnn:fastrnn", description="FastRNN (Kusupati et al., 2018)")
-register_model("rnn", build="arnn.models.classic:rnn", description="vanilla tanh RNN (torch nn.RNN)")
+register_model(
+    "fastrnn", build="arnn.models.fastrnn:fastrnn", description="FastRNN (Kusupati et al., 2018)"
+)
+register_model(
+    "rnn",
+    build="arnn.models.classic:rnn",
+    description="vanilla tanh RNN (torch nn.RNN)",
+    options=PlainRNNOptions,
+)
+register_model(
+    "relu_rnn",
+    build="arnn.models.classic:relu_rnn",
+    description="ReLU RNN (torch nn.RNN); init=identity: IRNN (Le et al. 2015)",
+    options=PlainRNNOptions,
+)
 register_model("gru", build="arnn.models.classic:gru", description="GRU (torch nn.GRU)")
 register_model(
     "lstm", build="arnn.models.classic:lstm", description="LSTM (torch nn.LSTM, two bias vectors)"

@@ -1,4 +1,16 @@
-"""Baselines on torch's own (cuDNN on GPU) recurrent modules: tanh RNN, GRU, LSTM."""
+"""Baselines on torch's own (cuDNN on GPU) recurrent modules: the tanh and ReLU RNNs, GRU,
+LSTM.
+
+The two plain RNNs, h_t = φ(W h_{t-1} + V x_t + b) with φ = tanh (`rnn`) or ReLU
+(`relu_rnn`), take `init`, the recurrent weight W at the start:
+
+- default: Appendix C, every entry of W ~ N(0, σ_w²/n);
+- identity: W = σ_w·I (with ReLU and σ_w = 1, the IRNN of Le, Jaitly & Hinton 2015);
+- orthogonal: W = σ_w·Q, Q a random orthogonal matrix (Saxe, McClelland & Ganguli 2014),
+  drawn by torch.nn.init.orthogonal_ from torch's generator, so the run's seed fixes it.
+
+Input weights ~ N(0, 1/m) and both biases 0 in every case (docs/models.md).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +20,40 @@ from torch import nn
 from arnn.models._layers import SequenceClassifier, init_input_weight_, init_recurrent_weight_
 
 
-class TorchRNNEncoder(nn.Module):
-    """One layer of nn.RNN / nn.GRU / nn.LSTM, initialised as in Appendix C."""
+def init_plain_recurrent_weight_(weight: torch.Tensor, hidden: int, sigma_w: float, init: str):
+    """A plain RNN's W [n, n] as `init` says (the module docstring), scaled by σ_w."""
+    if init == "default":
+        init_recurrent_weight_(weight, hidden, sigma_w)
+    elif init == "identity":
+        with torch.no_grad():
+            nn.init.eye_(weight)
+            weight.mul_(sigma_w)  # exact: 1·σ_w and 0·σ_w
+    elif init == "orthogonal":
+        nn.init.orthogonal_(weight, gain=sigma_w)
+    else:  # the options schema allows only the three above
+        raise ValueError(f"unknown recurrent init {init!r}")
 
-    def __init__(self, module: nn.RNNBase, input_size: int, hidden: int, sigma_w: float):
+
+class TorchRNNEncoder(nn.Module):
+    """One layer of nn.RNN / nn.GRU / nn.LSTM, initialised as in Appendix C (a plain RNN's
+    recurrent weight as `init` says)."""
+
+    def __init__(
+        self,
+        module: nn.RNNBase,
+        input_size: int,
+        hidden: int,
+        sigma_w: float,
+        init: str = "default",
+    ):
         super().__init__()
         self.rnn = module
         self.hidden = hidden
         init_input_weight_(module.weight_ih_l0, input_size)
-        init_recurrent_weight_(module.weight_hh_l0, hidden, sigma_w)
+        if isinstance(module, nn.RNN):
+            init_plain_recurrent_weight_(module.weight_hh_l0, hidden, sigma_w, init)
+        else:
+            init_recurrent_weight_(module.weight_hh_l0, hidden, sigma_w)
         nn.init.zeros_(module.bias_ih_l0)
         nn.init.zeros_(module.bias_hh_l0)
         if isinstance(module, nn.LSTM):
@@ -37,32 +74,52 @@ class TorchRNNEncoder(nn.Module):
         return self.states(x, h0)[:, -1]
 
 
-def _classifier(module_class, *, input_size, output_size, hidden, options, **kwargs):
-    sigma_w = options.sigma_w
-    module = module_class(input_size, hidden, batch_first=True, **kwargs)
-    return SequenceClassifier(
-        TorchRNNEncoder(module, input_size, hidden, sigma_w), hidden, output_size
+def _classifier(module, *, input_size, output_size, hidden, sigma_w, init="default"):
+    encoder = TorchRNNEncoder(module, input_size, hidden, sigma_w, init)
+    return SequenceClassifier(encoder, hidden, output_size)
+
+
+def _plain_rnn(nonlinearity, *, input_size, output_size, hidden, options):
+    module = nn.RNN(input_size, hidden, batch_first=True, nonlinearity=nonlinearity)
+    return _classifier(
+        module,
+        input_size=input_size,
+        output_size=output_size,
+        hidden=hidden,
+        sigma_w=options.sigma_w,
+        init=options.init,
     )
 
 
 def rnn(*, input_size, output_size, hidden, options):
-    return _classifier(
-        nn.RNN,
-        input_size=input_size,
-        output_size=output_size,
-        hidden=hidden,
-        options=options,
-        nonlinearity="tanh",
+    return _plain_rnn(
+        "tanh", input_size=input_size, output_size=output_size, hidden=hidden, options=options
+    )
+
+
+def relu_rnn(*, input_size, output_size, hidden, options):
+    return _plain_rnn(
+        "relu", input_size=input_size, output_size=output_size, hidden=hidden, options=options
     )
 
 
 def gru(*, input_size, output_size, hidden, options):
+    module = nn.GRU(input_size, hidden, batch_first=True)
     return _classifier(
-        nn.GRU, input_size=input_size, output_size=output_size, hidden=hidden, options=options
+        module,
+        input_size=input_size,
+        output_size=output_size,
+        hidden=hidden,
+        sigma_w=options.sigma_w,
     )
 
 
 def lstm(*, input_size, output_size, hidden, options):
+    module = nn.LSTM(input_size, hidden, batch_first=True)
     return _classifier(
-        nn.LSTM, input_size=input_size, output_size=output_size, hidden=hidden, options=options
+        module,
+        input_size=input_size,
+        output_size=output_size,
+        hidden=hidden,
+        sigma_w=options.sigma_w,
     )
