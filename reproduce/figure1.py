@@ -12,6 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
+from arnn import record
 from arnn.phase import draw
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             tracking_uri=args.tracking_uri,
             experiment=args.experiment,
             run_name="figure1",
-            tags={"arnn.kind": "figure"},
+            tags={record.KIND: record.FIGURE_RUN},
         )
         run.client.log_artifact(run.run_id, str(args.out), artifact_path="figures")
         run.finish()

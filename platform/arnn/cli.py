@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from arnn import record
 from arnn.errors import UsageError
 from arnn.interrupt import Interrupted
 
@@ -255,8 +256,8 @@ def _run_train(args: argparse.Namespace) -> int:
     task = create_task(config.task.name, config.task.options)
     data = load_data(config, task)  # missing data ends here, before any MLflow run
     tags = run_tags(config, str(device), kernel)
-    tags["arnn.parameters"] = str(count_parameters(build_model(config, task)))
-    tags["arnn.kind"] = "train"
+    tags[record.PARAMETERS] = str(count_parameters(build_model(config, task)))
+    tags[record.KIND] = record.TRAIN_RUN
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     tracking_uri = absolute_tracking_uri(resolve_tracking_uri(args.tracking_uri))
     run = _resumed_run(checkpoint_dir, tracking_uri)  # a resumed run keeps its MLflow run
@@ -270,10 +271,10 @@ def _run_train(args: argparse.Namespace) -> int:
         )
         if checkpoint_dir is not None:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            record = {"tracking_uri": tracking_uri, "run_id": run.run_id}
-            (checkpoint_dir / RUN_RECORD).write_text(json.dumps(record))
+            saved = {"tracking_uri": tracking_uri, "run_id": run.run_id}
+            (checkpoint_dir / RUN_RECORD).write_text(json.dumps(saved))
     print(
-        f"{config.model.name} on {config.task.name}: {tags['arnn.parameters']} parameters, "
+        f"{config.model.name} on {config.task.name}: {tags[record.PARAMETERS]} parameters, "
         f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{device} ({kernel}); MLflow run {run.run_id}\n"
         f"browse it: {browse_hint(tracking_uri, args.experiment)}",
@@ -345,10 +346,10 @@ def _resumed_run(checkpoint_dir, tracking_uri: str):
 
     if checkpoint_dir is None or not (checkpoint_dir / RUN_RECORD).exists():
         return None
-    record = json.loads((checkpoint_dir / RUN_RECORD).read_text())
-    if record.get("tracking_uri") != tracking_uri:
+    saved = json.loads((checkpoint_dir / RUN_RECORD).read_text())
+    if saved.get("tracking_uri") != tracking_uri:
         return None
-    return TrackedRun.attach(tracking_uri=tracking_uri, run_id=record["run_id"])
+    return TrackedRun.attach(tracking_uri=tracking_uri, run_id=saved["run_id"])
 
 
 def _run_sweep(args: argparse.Namespace) -> int:

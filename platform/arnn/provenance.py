@@ -13,6 +13,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from arnn import record
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 LIBRARIES = ("arnn", "torch", "ray", "optuna", "mlflow")
 UNKNOWN = "unknown"
@@ -60,12 +62,12 @@ def provenance_tags() -> dict[str, str]:
     """The tags that trace a run to its code: commit, dirty flag and library versions."""
     commit, dirty = git_state()
     tags = {
-        "arnn.git_commit": commit or UNKNOWN,
-        "arnn.git_dirty": UNKNOWN if dirty is None else str(dirty).lower(),
+        record.GIT_COMMIT: commit or UNKNOWN,
+        record.GIT_DIRTY: UNKNOWN if dirty is None else str(dirty).lower(),
     }
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    tags.update({f"arnn.version.{name}": version(name) for name in LIBRARIES})
+    tags.update({f"{record.VERSION_PREFIX}{name}": version(name) for name in LIBRARIES})
     return tags
 
 
@@ -73,9 +75,9 @@ def merged_history(previous: dict[str, str], current: dict[str, str]) -> dict[st
     """The tags that a reopened run (a resumed sweep, a retried trial, a resumed training)
     gets: the current provenance, and in `arnn.git_commits` every commit that has computed
     part of it, in order."""
-    commits = previous.get("arnn.git_commits") or previous.get("arnn.git_commit") or ""
+    commits = previous.get(record.GIT_COMMITS) or previous.get(record.GIT_COMMIT) or ""
     seen = [c for c in commits.split(",") if c]
-    now = current.get("arnn.git_commit", UNKNOWN)
+    now = current.get(record.GIT_COMMIT, UNKNOWN)
     if now not in seen:
         seen.append(now)
-    return {**current, "arnn.git_commits": ",".join(seen)}
+    return {**current, record.GIT_COMMITS: ",".join(seen)}

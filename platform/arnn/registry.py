@@ -27,8 +27,9 @@ E = TypeVar("E", bound=Entry)
 class Registry(Generic[E]):
     """The entries of one kind (`kind` names it in messages: 'unknown model ...')."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: str):
         self.kind = kind
+        self.package = package  # where its builders' modules are ("module:function")
         self._entries: dict[str, E] = {}
 
     def add(self, entry: E) -> None:
@@ -71,9 +72,10 @@ class Registry(Generic[E]):
                     problems.append(f"option {key!r}: {value_problem(item, keep_case=True)}")
             raise UsageError(f"{self.kind} {name}: " + "; ".join(problems)) from None
 
-
-def load_object(path: str) -> Any:
-    """The object a "module:name" path names, its module imported on first use: how the
-    registries reach the code (and torch) only when something is built."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    def builder(self, name: str) -> Any:
+        """The function that builds entry `name` ("module:function": a module of this
+        registry's package, or any other by its dotted path), imported on first use: how
+        the registries reach the code, and torch, only when something is built."""
+        module, _, function = self.get(name).build.partition(":")
+        where = module if "." in module else f"{self.package}.{module}"
+        return getattr(importlib.import_module(where), function)

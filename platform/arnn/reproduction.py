@@ -16,18 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from arnn import scoring
+from arnn import record, scoring
 from arnn.budgets import Budget
 from arnn.errors import UsageError
 from arnn.models import model_entry
 from arnn.published import PublishedRow
-from arnn.results import (
-    FINAL_SEEDS_TAG,
-    cell_runs,
-    final_outcomes_by_seed,
-    tag_column,
-    trial_records,
-)
+from arnn.results import cell_runs, final_outcomes_by_seed, tag_column, trial_records
 from arnn.sweep.driver import sweep, sweep_state_exists
 from arnn.sweep.spec import Spec, load_spec, param_values, parse_spec
 from arnn.tracking import runs_frame
@@ -45,11 +39,11 @@ class Cell:
 
     def tags(self, stage: str, budget: Budget) -> dict[str, str]:
         return {
-            "arnn.stage": stage,
-            "arnn.cell_task": self.task,
-            "arnn.cell_model": self.row.model,
-            "arnn.budget": budget.name,
-            "arnn.table": str(self.table),
+            record.STAGE: stage,
+            record.CELL_TASK: self.task,
+            record.CELL_MODEL: self.row.model,
+            record.BUDGET: budget.name,
+            record.TABLE: str(self.table),
         }
 
 
@@ -127,7 +121,9 @@ def run_cell(
     """Search and final runs of one cell, going on from whatever MLflow already holds."""
     frame = runs_frame(tracking_uri, experiment)
     wanted = scoring.final_seeds(seeds)
-    done = scoring.count_seeds(final_outcomes_by_seed(_mine(frame, cell, budget, "final")), wanted)
+    done = scoring.count_seeds(
+        final_outcomes_by_seed(_mine(frame, cell, budget, record.FINAL_STAGE)), wanted
+    )
     if done.complete:
         return "complete already"
     search = search_spec(load_spec(spec_dir / f"{cell.name}.yaml"), budget, gpus)
@@ -138,12 +134,12 @@ def run_cell(
             search,
             name=search_name,
             resume=_resumable(frame, search_name, common),
-            tags=cell.tags("search", budget),
+            tags=cell.tags(record.SEARCH_STAGE, budget),
             **common,
         )
         frame = runs_frame(tracking_uri, experiment)
-    trials = _mine(frame, cell, budget, "search")
-    trials = trials[tag_column(trials, "arnn.kind") == "trial"]
+    trials = _mine(frame, cell, budget, record.SEARCH_STAGE)
+    trials = trials[tag_column(trials, record.KIND) == record.TRIAL_RUN]
     best = scoring.best_trial(trial_records(trials), search.mode)
     if best is None:
         return "no search trial finished (all pruned, diverged or failed): no final runs"
@@ -153,9 +149,9 @@ def run_cell(
         final_spec(search, best.sampled, missing, budget),
         name=final_name,
         resume=_resumable(frame, final_name, common),
-        tags={**cell.tags("final", budget), FINAL_SEEDS_TAG: json.dumps(missing)},
+        tags={**cell.tags(record.FINAL_STAGE, budget), record.FINAL_SEEDS: json.dumps(missing)},
         score_test=True,
-        trial_kind="final",
+        trial_kind=record.FINAL_RUN,
         **common,
     )
     chosen = json.dumps(best.sampled, sort_keys=True)
@@ -167,9 +163,12 @@ def _mine(frame, cell: Cell, budget: Budget, stage: str):
 
 
 def _sweep_runs(frame, name: str):
-    if frame.empty or "tags.arnn.sweep" not in frame:
+    if frame.empty or record.column(record.SWEEP) not in frame:
         return frame.iloc[0:0]
-    return frame[(frame["tags.arnn.sweep"] == name) & (frame["tags.arnn.kind"] == "sweep")]
+    return frame[
+        (frame[record.column(record.SWEEP)] == name)
+        & (frame[record.column(record.KIND)] == record.SWEEP_RUN)
+    ]
 
 
 def _resumable(frame, name: str, common: dict) -> bool:
@@ -186,6 +185,6 @@ def _sweep_finished(frame, name: str) -> bool:
     if runs.empty:
         return False
     # Sweeps from before arnn.status was set on a sweep's run ended FINISHED or FAILED.
-    label = tag_column(runs, "arnn.status")
+    label = tag_column(runs, record.STATUS)
     ran_out = label.isna() | (label == scoring.FINISHED)
     return bool(((runs["status"] == "FINISHED") & ran_out).any())

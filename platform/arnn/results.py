@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arnn import scoring, tables
+from arnn import record, scoring, tables
 from arnn.budgets import BUDGETS
 from arnn.published import PublishedRow, PublishedTable
 
@@ -27,7 +27,6 @@ SELECTION_RULE = (
 )
 
 
-FINAL_SEEDS_TAG = "arnn.final_seeds"  # on a final sweep's run: the seeds it was asked for
 # The protocol under a table, as each cell's final runs recorded it: the task's options
 # from the tag arnn.task_options (every version has it), the split from the params (with
 # the flat names that runs logged before the configuration had sections).
@@ -49,14 +48,14 @@ def trial_records(frame: pd.DataFrame) -> list[scoring.TrialRecord]:
     rows = frame.to_dict("records")
     return [
         scoring.TrialRecord(
-            trial=str(row.get("tags.arnn.trial_id") or row["run_id"]),
-            outcome=str(row.get("tags.arnn.status") or scoring.FAILED),
+            trial=str(row.get(record.column(record.TRIAL_ID)) or row["run_id"]),
+            outcome=str(row.get(record.column(record.STATUS)) or scoring.FAILED),
             score=_first_number(
                 row.get("metrics.trial_score"), row.get("metrics.best_val_accuracy")
             ),
             run_id=row["run_id"],
             epochs=_whole(_first_number(row.get("metrics.epochs"))),
-            sampled=json.loads(row.get("tags.arnn.sampled") or "{}"),
+            sampled=json.loads(row.get(record.column(record.SAMPLED)) or "{}"),
         )
         for row in rows
     ]
@@ -124,13 +123,13 @@ def cell_runs(
 ) -> pd.DataFrame:
     """The runs of one table cell (tags arnn.cell_task and arnn.cell_model), optionally of
     one stage (search or final) and one budget; empty when the store has none."""
-    keep = (tag_column(frame, "arnn.cell_task") == task) & (
-        tag_column(frame, "arnn.cell_model") == model
+    keep = (tag_column(frame, record.CELL_TASK) == task) & (
+        tag_column(frame, record.CELL_MODEL) == model
     )
     if stage is not None:
-        keep &= tag_column(frame, "arnn.stage") == stage
+        keep &= tag_column(frame, record.STAGE) == stage
     if budget is not None:
-        keep &= tag_column(frame, "arnn.budget") == budget
+        keep &= tag_column(frame, record.BUDGET) == budget
     return frame[keep]
 
 
@@ -177,7 +176,7 @@ def _final_trials(finals: pd.DataFrame) -> pd.DataFrame:
     if finals.empty or "params.seed" not in finals:
         return finals.iloc[0:0]
     # kind "final" (older stores: "trial", with arnn.stage=final)
-    kinds = tag_column(finals, "arnn.kind").isin(("final", "trial"))
+    kinds = tag_column(finals, record.KIND).isin((record.FINAL_RUN, record.TRIAL_RUN))
     trials = finals[kinds & finals["params.seed"].notna()]
     return trials[trials["params.seed"].astype(int) >= scoring.FINAL_SEED_BASE]
 
@@ -188,7 +187,7 @@ def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
     trials = _final_trials(finals)
     if trials.empty:  # an empty store's frame has no columns at all
         return outcomes
-    for seed, status in zip(trials["params.seed"], tag_column(trials, "arnn.status"), strict=True):
+    for seed, status in zip(trials["params.seed"], tag_column(trials, record.STATUS), strict=True):
         outcomes.setdefault(int(seed), []).append(str(status))
     return outcomes
 
@@ -196,8 +195,8 @@ def final_outcomes_by_seed(finals: pd.DataFrame) -> dict[int, list[str]]:
 def _asked_seeds(finals: pd.DataFrame, by_seed: dict[int, list[str]]) -> list[int]:
     """Every seed a final sweep of the cell was asked for, run or not."""
     asked = set(by_seed)
-    sweeps = finals[tag_column(finals, "arnn.kind") == "sweep"]
-    for listed in tag_column(sweeps, FINAL_SEEDS_TAG).dropna():
+    sweeps = finals[tag_column(finals, record.KIND) == record.SWEEP_RUN]
+    for listed in tag_column(sweeps, record.FINAL_SEEDS).dropna():
         asked.update(int(seed) for seed in json.loads(listed))
     return sorted(asked)
 
@@ -206,25 +205,25 @@ def _fill(cell: CellResult, frame: pd.DataFrame, task: str, model: str, budget: 
     """Mean ± std of the test accuracy over the final seeds that finished; the seeds asked
     and those that diverged beside it (arnn.scoring.count_seeds decides, as for run.py)."""
     mine = cell_runs(frame, task, model)
-    finals = mine[tag_column(mine, "arnn.stage") == "final"]
-    recorded = set(tag_column(finals, "arnn.budget"))
+    finals = mine[tag_column(mine, record.STAGE) == record.FINAL_STAGE]
+    recorded = set(tag_column(finals, record.BUDGET))
     budgets = [b for b in BUDGETS if b in recorded]  # the largest wins
     if budget is not None:
         budgets = [b for b in budgets if b == budget]
     if not budgets:
         return
     cell.budget = budgets[-1]
-    chosen = finals[tag_column(finals, "arnn.budget") == cell.budget]
+    chosen = finals[tag_column(finals, record.BUDGET) == cell.budget]
     by_seed = final_outcomes_by_seed(chosen)
     count = scoring.count_seeds(by_seed, _asked_seeds(chosen, by_seed))
     cell.asked, cell.diverged = count.asked, count.diverged
     trials = _final_trials(chosen)
     if not trials.empty:
         _fill_mean(cell, trials)
-    same_budget = mine[tag_column(mine, "arnn.budget") == cell.budget]
+    same_budget = mine[tag_column(mine, record.BUDGET) == cell.budget]
     searched = same_budget[
-        (tag_column(same_budget, "arnn.stage") == "search")
-        & (tag_column(same_budget, "arnn.kind") == "trial")
+        (tag_column(same_budget, record.STAGE) == record.SEARCH_STAGE)
+        & (tag_column(same_budget, record.KIND) == record.TRIAL_RUN)
     ]
     cell.searched = len(searched)
     if "metrics.train_seconds" in same_budget:
@@ -235,7 +234,7 @@ def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
     """Mean ± std of the test accuracy over the seeds that finished (a seed run again
     after a failure counts its latest finished run)."""
     finished = trials[
-        (trials["status"] == "FINISHED") & (tag_column(trials, "arnn.status") == scoring.FINISHED)
+        (trials["status"] == "FINISHED") & (tag_column(trials, record.STATUS) == scoring.FINISHED)
     ]
     finished = finished.sort_values("start_time").drop_duplicates("params.seed", keep="last")
     accuracies = 100 * finished.get("metrics.test_accuracy", pd.Series(dtype=float)).dropna()
@@ -243,15 +242,15 @@ def _fill_mean(cell: CellResult, trials: pd.DataFrame) -> None:
     if cell.n:
         cell.mean = float(accuracies.mean())
         cell.std = float(accuracies.std(ddof=1)) if cell.n > 1 else 0.0
-        cell.units = str(tag_column(finished, "arnn.units").iloc[0])
-        cell.parameters = str(tag_column(finished, "arnn.parameters").iloc[0])
+        cell.units = str(tag_column(finished, record.UNITS).iloc[0])
+        cell.parameters = str(tag_column(finished, record.PARAMETERS).iloc[0])
         cell.protocol = _protocol(finished)
 
 
 def _protocol(runs: pd.DataFrame) -> dict[str, str]:
     """PROTOCOL's values in these runs (a list where they differ); an unset subset is the
     full data."""
-    options = [json.loads(t) for t in tag_column(runs, "arnn.task_options").dropna()]
+    options = [json.loads(t) for t in tag_column(runs, record.TASK_OPTIONS).dropna()]
     found = {}
     for label, (kind, *names) in PROTOCOL.items():
         if kind == "task option":

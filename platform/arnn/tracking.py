@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from arnn import record
 from arnn.config import TrainConfig, dotted
 from arnn.errors import UsageError
 from arnn.models import model_entry
@@ -28,7 +29,6 @@ from arnn.train import EpochMetrics, Result
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "arnn"
-STATUS_TAG = "arnn.status"
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
 
@@ -78,7 +78,7 @@ class TrackedRun:
     ) -> TrackedRun:
         client = connect(tracking_uri)
         tags = {**provenance_tags(), **(tags or {})}  # given tags win: a driver's provenance
-        tags.setdefault("arnn.git_commits", tags["arnn.git_commit"])
+        tags.setdefault(record.GIT_COMMITS, tags[record.GIT_COMMIT])
         if parent_run_id is not None:
             tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(
@@ -159,10 +159,10 @@ class TrackedRun:
         """Final metrics, the best-validation weights as `model/weights.pt`, status tags."""
         self.set_tags(
             {
-                "arnn.parameters": result.parameters,
-                "arnn.device": result.device,
-                STATUS_TAG: result.status,
-                **({"arnn.diverged_at": result.diverged_at} if result.diverged_at else {}),
+                record.PARAMETERS: result.parameters,
+                record.DEVICE: result.device,
+                record.STATUS: result.status,
+                **({record.DIVERGED_AT: result.diverged_at} if result.diverged_at else {}),
             }
         )
         self.log_metrics(
@@ -190,7 +190,7 @@ class TrackedRun:
 
     def close(self, status: RunStatus, label: str) -> None:
         """Finish with MLflow's `status` and say why in the tag arnn.status (pruned, ...)."""
-        self.set_tags({STATUS_TAG: label})
+        self.set_tags({record.STATUS: label})
         self.finish(status)
 
     def reopen(self, provenance: dict[str, str] | None = None) -> None:
@@ -250,8 +250,6 @@ RUNS_BY_NAME = "orderByKey=" + urllib.parse.quote(BY_RUN_NAME) + "&orderByAsc=tr
 RUNS_VIEW_KEY = "arnn"
 RUNS_VIEW_TAG = "mlflow.sharedViewState." + RUNS_VIEW_KEY
 RUNS_VIEW_NAME = "arnn trials"
-SCORE_METRIC = "trial_score"  # arnn.sweep.tune.SCORE: what each trial scored
-SAMPLED_PARAM = "sampled."  # a trial's params sampled.NAME: the values its sweep sampled
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -308,9 +306,9 @@ def save_runs_view(tracking_uri: str, experiment: str) -> None:
 def runs_view_columns(sampled: list[str]) -> list[str]:
     """The runs table's columns for the trials of sweeps that sample `sampled`."""
     return [
-        f"metrics.`{SCORE_METRIC}`",
-        f"tags.`{STATUS_TAG}`",
-        *(f"params.`{SAMPLED_PARAM}{name}`" for name in sampled),
+        f"metrics.`{record.TRIAL_SCORE}`",
+        f"tags.`{record.STATUS}`",
+        *(f"params.`{record.SAMPLED_PARAM_PREFIX}{name}`" for name in sampled),
     ]
 
 
@@ -336,7 +334,9 @@ def sampled_names(client: MlflowClient, experiment_id: str) -> list[str]:
     """The parameters that the experiment's sweeps sample (each sweep's param `searched`),
     the first sweep's first."""
     sweeps = client.search_runs(
-        [experiment_id], "tags.`arnn.kind` = 'sweep'", order_by=["attributes.start_time ASC"]
+        [experiment_id],
+        record.equals(record.KIND, record.SWEEP_RUN),
+        order_by=["attributes.start_time ASC"],
     )
     searched = (run.data.params.get("searched", "") for run in sweeps)
     names = (name for line in searched for name in line.split(",") if name not in ("", "-"))
@@ -347,13 +347,13 @@ def run_tags(config: TrainConfig, device: str, kernel: str) -> dict[str, str]:
     """What a training run is, beside its params: `kernel` is the path the recurrence takes
     (eager or fused, as arnn.kernels.resolve_kernel decided)."""
     return {
-        "arnn.task": config.task.name,
-        "arnn.task_options": json.dumps(config.task.options, sort_keys=True),
-        "arnn.model": config.model.name,
-        "arnn.units": str(config.model.hidden),
-        "arnn.device": device,
-        "arnn.kernel": kernel,
-        "arnn.seed": str(config.seed),
+        record.TASK: config.task.name,
+        record.TASK_OPTIONS: json.dumps(config.task.options, sort_keys=True),
+        record.MODEL: config.model.name,
+        record.UNITS: str(config.model.hidden),
+        record.DEVICE: device,
+        record.KERNEL: kernel,
+        record.SEED: str(config.seed),
     }
 
 

@@ -96,9 +96,7 @@ def test_a_resumed_sweeps_console_starts_its_clock_and_counts_the_restored_trial
     """Tune pickles the callbacks with the sweep and unpickles them on --resume, then calls
     setup: the first line after a resume counts from it, not from the first start, and
     counts the trials that ended before it."""
-    progress = ConsoleProgress(
-        total=2, metric="val_accuracy", mode="max", kind="trial", settle_s=0
-    )
+    progress = ConsoleProgress(total=2, metric="val_accuracy", mode="max", kind="trial", settle_s=0)
     time.sleep(1.5)  # the first session's time, and the pause before the resume
     restored = pickle.loads(pickle.dumps(progress))
     ended, resumed = _trial("4b1e581a", 0, lr=0.1), _trial("9c2d7f30", 1, lr=0.2)

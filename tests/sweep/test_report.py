@@ -15,12 +15,12 @@ import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from arnn import record
 from arnn.errors import UsageError
 from arnn.sweep.driver import spec_record
 from arnn.sweep.names import trial_name
 from arnn.sweep.report import FILES, write_report
-from arnn.sweep.spec import SPEC_TAG, parse_spec
-from arnn.sweep.tune import KIND_TAG, SCORE, SWEEP_TAG, TRIAL_TAG
+from arnn.sweep.spec import parse_spec
 
 EXPERIMENT = "arnn"
 BASE = {
@@ -93,9 +93,9 @@ def _write_sweep(client: MlflowClient, experiment_id: str, name: str, folder: Pa
         experiment_id,
         run_name=name,
         tags={
-            SWEEP_TAG: name,
-            KIND_TAG: "sweep",
-            SPEC_TAG: json.dumps(spec_record(spec, total), sort_keys=True),
+            record.SWEEP: name,
+            record.KIND: "sweep",
+            record.SPEC: json.dumps(spec_record(spec, total), sort_keys=True),
             "arnn.status": "finished",
         },
     ).info.run_id
@@ -110,9 +110,9 @@ def _write_sweep(client: MlflowClient, experiment_id: str, name: str, folder: Pa
     client.log_artifact(parent, str(path), artifact_path="spec")
     for number, (trial, outcome, sampled, curve) in enumerate(TRIALS[name]):
         tags = {
-            TRIAL_TAG: trial,
-            SWEEP_TAG: name,
-            KIND_TAG: "trial",
+            record.TRIAL_ID: trial,
+            record.SWEEP: name,
+            record.KIND: "trial",
             "arnn.trial_number": str(number),
             "arnn.sampled": json.dumps(sampled, sort_keys=True),
             "mlflow.parentRunId": parent,
@@ -126,7 +126,7 @@ def _write_sweep(client: MlflowClient, experiment_id: str, name: str, folder: Pa
                 "val_loss": 1 - value,
                 "train_accuracy": value + 0.05,
                 "train_loss": 0.9 - value,
-                SCORE: max(curve[:epoch]),
+                record.TRIAL_SCORE: max(curve[:epoch]),
                 "epochs": epoch,
                 "epoch_seconds": 1.5,
             }
@@ -195,7 +195,7 @@ def test_report_in_a_folder(store, tmp_path):
         "number", "name", "trial", "eps", "gamma", "lr", "outcome", "score", "epochs",
         "seconds", "run_id",
     ]  # fmt: skip
-    runs = {r.data.tags[TRIAL_TAG]: r for r in _trial_runs(uri, parents["name"])}
+    runs = {r.data.tags[record.TRIAL_ID]: r for r in _trial_runs(uri, parents["name"])}
     assert list(table["trial"]) == sorted(runs) == [t[0] for t in TRIALS["name"]]
     assert list(table["number"]) == [str(i) for i in range(len(TRIALS["name"]))]
     for row in table.to_dict("records"):
@@ -206,8 +206,8 @@ def test_report_in_a_folder(store, tmp_path):
         for name in ("eps", "gamma", "lr"):
             assert float(row[name]) == sampled[name]
         metrics = run.data.metrics
-        if SCORE in metrics:
-            assert float(row["score"]) == pytest.approx(metrics[SCORE])
+        if record.TRIAL_SCORE in metrics:
+            assert float(row["score"]) == pytest.approx(metrics[record.TRIAL_SCORE])
             assert int(row["epochs"]) == metrics["epochs"]
         else:
             assert row["score"] == "" and row["epochs"] == "0"

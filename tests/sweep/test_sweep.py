@@ -104,9 +104,7 @@ def _progress(out: str) -> list[str]:
     return [line.split("] ", 1)[1] for line in lines]
 
 
-def test_a_sweep_records_every_trial_nested_under_its_run(
-    tmp_path, monkeypatch, capfd, caplog
-):
+def test_a_sweep_records_every_trial_nested_under_its_run(tmp_path, monkeypatch, capfd, caplog):
     monkeypatch.chdir(tmp_path)
     spec = _spec(tmp_path, map=["lr", "gated"])
     outcome = sweep(str(spec), name="grid", storage_path=str(tmp_path / "ray"))

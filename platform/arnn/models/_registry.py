@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from arnn.registry import Registry, load_object
+from arnn.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,7 +36,8 @@ class InitOptions(ModelOptions):
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model: built by the function `build` names ("module:function") as
+    """A model: built by the function `build` names ("module:function", a module of
+    arnn.models) as
     function(input_size=, output_size=, hidden=, options=<validated options>[, kernel=]):
     `kernel` (auto, eager, fused) only for the models whose recurrence arnn.kernels
     computes."""
@@ -57,7 +58,7 @@ class ModelEntry:
         return self.takes_kernel and (self.fusable is None or self.fusable(options))
 
 
-MODELS: Registry[ModelEntry] = Registry("model")
+MODELS: Registry[ModelEntry] = Registry("model", package=__package__)
 # Names a model's option may not take: the training settings (arnn.config reserves them),
 # which flags and specs write beside a model's options in one flat mapping. An option so
 # named would be taken for the setting, or the setting for it.
@@ -92,7 +93,8 @@ def register_model(
     fusable: Callable[[dict[str, Any]], bool] | None = None,
     gated_variant: str | None = None,
 ) -> None:
-    """Add a model to the registry: `build` names its builder, "module:function"."""
+    """Add a model to the registry: `build` names its builder, "module:function" in
+    arnn.models."""
     _check_option_names(name, options)
     MODELS.add(ModelEntry(name, build, description, options, takes_kernel, fusable, gated_variant))
 
@@ -146,7 +148,7 @@ def create_model(
     entry = model_entry(name)
     validated = validate_model_options(name, {**(model_options or {}), **options})
     extra = {"kernel": kernel} if entry.takes_kernel else {}
-    return load_object(entry.build)(
+    return MODELS.builder(name)(
         input_size=input_size, output_size=output_size, hidden=hidden, options=validated, **extra
     )
 

@@ -110,66 +110,61 @@ def _euler(options: dict[str, Any]) -> bool:
 
 
 _ANTISYMMETRIC = dict(options=AntisymmetricOptions, takes_kernel=True, fusable=_euler)
-_A = "arnn.models.antisymmetric"
 register_model(
     "antisymmetric",
-    build=f"{_A}:antisymmetric",
+    build="antisymmetric:antisymmetric",
     description="AntisymmetricRNN, Eq. 12",
     gated_variant="antisymmetric_gated",
     **_ANTISYMMETRIC,
 )
 register_model(
     "antisymmetric_gated",
-    build=f"{_A}:antisymmetric_gated",
+    build="antisymmetric:antisymmetric_gated",
     description="AntisymmetricRNN w/ gating, Eq. 13",
     **_ANTISYMMETRIC,
 )
 register_model(
     "ablation",
-    build=f"{_A}:ablation",
+    build="antisymmetric:ablation",
     description="gated cell, unstructured W (paper's ablation)",
     **_ANTISYMMETRIC,
 )
-register_model(
-    "fastrnn", build="arnn.models.fastrnn:fastrnn", description="FastRNN (Kusupati et al., 2018)"
-)
+register_model("fastrnn", build="fastrnn:fastrnn", description="FastRNN (Kusupati et al., 2018)")
 register_model(
     "rnn",
-    build="arnn.models.classic:rnn",
+    build="classic:rnn",
     description="vanilla tanh RNN (torch nn.RNN)",
     options=PlainRNNOptions,
 )
 register_model(
     "relu_rnn",
-    build="arnn.models.classic:relu_rnn",
+    build="classic:relu_rnn",
     description="ReLU RNN (torch nn.RNN); init=identity: IRNN (Le et al. 2015)",
     options=PlainRNNOptions,
 )
-register_model("gru", build="arnn.models.classic:gru", description="GRU (torch nn.GRU)")
-register_model(
-    "lstm", build="arnn.models.classic:lstm", description="LSTM (torch nn.LSTM, two bias vectors)"
-)
+register_model("gru", build="classic:gru", description="GRU (torch nn.GRU)")
+register_model("lstm", build="classic:lstm", description="LSTM (torch nn.LSTM, two bias vectors)")
 register_model(
     "cornn",
-    build="arnn.models.cornn:cornn",
+    build="cornn:cornn",
     description="coRNN, coupled oscillatory RNN (Rusch & Mishra 2021)",
     options=CoRNNOptions,
 )
 register_model(
     "lem",
-    build="arnn.models.lem:lem",
+    build="lem:lem",
     description="LEM, long expressive memory (ICLR 2022)",
     options=LEMOptions,
 )
 register_model(
     "lipschitz",
-    build="arnn.models.lipschitz:lipschitz",
+    build="lipschitz:lipschitz",
     description="Lipschitz RNN (Erichson et al. 2021)",
     options=LipschitzOptions,
 )
 register_model(
     "unicornn",
-    build="arnn.models.unicornn:unicornn",
+    build="unicornn:unicornn",
     description="UnICORNN, stacked undamped oscillators (ICML 2021)",
     options=UnICORNNOptions,
 )

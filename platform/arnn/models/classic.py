@@ -74,52 +74,30 @@ class TorchRNNEncoder(nn.Module):
         return self.states(x, h0)[:, -1]
 
 
-def _classifier(module, *, input_size, output_size, hidden, sigma_w, init="default"):
-    encoder = TorchRNNEncoder(module, input_size, hidden, sigma_w, init)
+def _plain_rnn(nonlinearity, *, input_size, output_size, hidden, options):
+    module = nn.RNN(input_size, hidden, batch_first=True, nonlinearity=nonlinearity)
+    encoder = TorchRNNEncoder(module, input_size, hidden, options.sigma_w, options.init)
     return SequenceClassifier(encoder, hidden, output_size)
 
 
-def _plain_rnn(nonlinearity, *, input_size, output_size, hidden, options):
-    module = nn.RNN(input_size, hidden, batch_first=True, nonlinearity=nonlinearity)
-    return _classifier(
-        module,
-        input_size=input_size,
-        output_size=output_size,
-        hidden=hidden,
-        sigma_w=options.sigma_w,
-        init=options.init,
-    )
+# The builders: each takes input_size, output_size, hidden and options, by keyword.
+def rnn(**shape):
+    return _plain_rnn("tanh", **shape)
 
 
-def rnn(*, input_size, output_size, hidden, options):
-    return _plain_rnn(
-        "tanh", input_size=input_size, output_size=output_size, hidden=hidden, options=options
-    )
+def relu_rnn(**shape):
+    return _plain_rnn("relu", **shape)
 
 
-def relu_rnn(*, input_size, output_size, hidden, options):
-    return _plain_rnn(
-        "relu", input_size=input_size, output_size=output_size, hidden=hidden, options=options
-    )
+def gru(**shape):
+    return _gated(nn.GRU, **shape)
 
 
-def gru(*, input_size, output_size, hidden, options):
-    module = nn.GRU(input_size, hidden, batch_first=True)
-    return _classifier(
-        module,
-        input_size=input_size,
-        output_size=output_size,
-        hidden=hidden,
-        sigma_w=options.sigma_w,
-    )
+def lstm(**shape):
+    return _gated(nn.LSTM, **shape)
 
 
-def lstm(*, input_size, output_size, hidden, options):
-    module = nn.LSTM(input_size, hidden, batch_first=True)
-    return _classifier(
-        module,
-        input_size=input_size,
-        output_size=output_size,
-        hidden=hidden,
-        sigma_w=options.sigma_w,
-    )
+def _gated(module_class, *, input_size, output_size, hidden, options):
+    module = module_class(input_size, hidden, batch_first=True)
+    encoder = TorchRNNEncoder(module, input_size, hidden, options.sigma_w)
+    return SequenceClassifier(encoder, hidden, output_size)

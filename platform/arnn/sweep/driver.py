@@ -22,7 +22,7 @@ from typing import Literal
 import pandas as pd
 import yaml
 
-from arnn import scoring
+from arnn import record, scoring
 from arnn.data import DATA_DIR_ENV, resolve_data_dir
 from arnn.errors import UsageError
 from arnn.interrupt import Interrupted, StopSignals
@@ -32,23 +32,12 @@ from arnn.sweep import names
 from arnn.sweep.ray_runtime import check_address, connect, disconnect
 from arnn.sweep.report import write_report
 from arnn.sweep.space import num_trials
-from arnn.sweep.spec import SPEC_TAG, Spec, load_spec
+from arnn.sweep.spec import Spec, load_spec
 from arnn.sweep.study import number_of, resolve_study_storage, shown, write_study
-from arnn.sweep.tune import (
-    KIND_TAG,
-    NUMBER_TAG,
-    SWEEP_TAG,
-    TRIAL_TAG,
-    SweepSettings,
-    can_resume,
-    run_sweep,
-    trial_label,
-    tune_state_exists,
-)
+from arnn.sweep.tune import SweepSettings, can_resume, run_sweep, trial_label, tune_state_exists
 from arnn.tables import console
 from arnn.tasks import create_task
 from arnn.tracking import (
-    STATUS_TAG,
     TrackedRun,
     absolute_tracking_uri,
     browse_hint,
@@ -58,7 +47,6 @@ from arnn.tracking import (
 )
 
 DEFAULT_STORAGE = "ray_results"
-SPEC_HASH_TAG = "arnn.spec_hash"
 
 
 @dataclasses.dataclass
@@ -167,7 +155,7 @@ def sweep(
             parent = _open_parent(settings, total, previous)
             settings = dataclasses.replace(settings, parent_run_id=parent.run_id)
             print(
-                f"sweep {name}: {_counted(total, _noun(trial_kind))} of {spec.task} / "
+                f"sweep {name}: {names.counted(total, _noun(trial_kind))} of {spec.task} / "
                 f"{spec.model}, at most "
                 f"{max_concurrent or spec.max_concurrent} at once; MLflow run "
                 f"{parent.run_id} in {settings.tracking_uri}\n"
@@ -254,7 +242,7 @@ def spec_hash(spec: Spec, total: int) -> str:
 
 
 def _parent_tags(settings: SweepSettings) -> dict[str, str]:
-    return {SWEEP_TAG: settings.name, KIND_TAG: "sweep"}
+    return {record.SWEEP: settings.name, record.KIND: record.SWEEP_RUN}
 
 
 def _previous_parent(settings: SweepSettings) -> TrackedRun | None:
@@ -272,9 +260,9 @@ def _check_unchanged(parent: TrackedRun, spec: Spec, total: int) -> None:
     """A resumed sweep searches what it started with: a changed spec is refused, naming
     the keys that differ."""
     tags = parent.client.get_run(parent.run_id).data.tags
-    if tags.get(SPEC_HASH_TAG) == spec_hash(spec, total):
+    if tags.get(record.SPEC_HASH) == spec_hash(spec, total):
         return
-    before = _flatten(_searched(json.loads(tags.get(SPEC_TAG, "{}"))))
+    before = _flatten(_searched(json.loads(tags.get(record.SPEC, "{}"))))
     now = _flatten(_searched(spec_record(spec, total)))
     changed = [
         f"{key} {before.get(key)!r} -> {now.get(key)!r}"
@@ -282,7 +270,7 @@ def _check_unchanged(parent: TrackedRun, spec: Spec, total: int) -> None:
         if before.get(key) != now.get(key)
     ]
     raise UsageError(
-        f"--resume: the spec changed since sweep {tags.get(SWEEP_TAG)!r} started: "
+        f"--resume: the spec changed since sweep {tags.get(record.SWEEP)!r} started: "
         + ("; ".join(changed) or "its hash differs")
         + "; resume it with the spec it started with, or start a new sweep"
     )
@@ -301,7 +289,7 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 def _open_parent(settings: SweepSettings, total: int, previous: TrackedRun | None) -> TrackedRun:
     if previous is not None:
         previous.reopen()
-        previous.set_tags({"arnn.status": "running"})
+        previous.set_tags({record.STATUS: "running"})
         return previous
     spec = settings.spec
     run = TrackedRun.start(
@@ -325,12 +313,12 @@ def _open_parent(settings: SweepSettings, total: int, previous: TrackedRun | Non
         },
         tags={
             **_parent_tags(settings),
-            SPEC_HASH_TAG: spec_hash(spec, total),
-            SPEC_TAG: json.dumps(spec_record(spec, total), sort_keys=True),
-            "arnn.task": spec.task,
-            "arnn.task_options": json.dumps(spec.base_config().task.options, sort_keys=True),
-            "arnn.model": spec.model,
-            "arnn.status": "running",
+            record.SPEC_HASH: spec_hash(spec, total),
+            record.SPEC: json.dumps(spec_record(spec, total), sort_keys=True),
+            record.TASK: spec.task,
+            record.TASK_OPTIONS: json.dumps(spec.base_config().task.options, sort_keys=True),
+            record.MODEL: spec.model,
+            record.STATUS: "running",
             **dict(settings.tags),
         },
     )
@@ -362,8 +350,8 @@ def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: froz
     frame = _children(parent, settings)
     if frame.empty:
         return
-    kinds, ids = tag_column(frame, KIND_TAG), tag_column(frame, TRIAL_TAG)
-    numbers = tag_column(frame, NUMBER_TAG)
+    kinds, ids = tag_column(frame, record.KIND), tag_column(frame, record.TRIAL_ID)
+    numbers = tag_column(frame, record.TRIAL_NUMBER)
     trials = (kinds == settings.trial_kind) & ids.notna()
     foreign = trials & ~ids.isin(known)
     taken = set(numbers[trials & ~foreign].dropna()) - {""}
@@ -381,7 +369,7 @@ def _delete_lost_trials(parent: TrackedRun, settings: SweepSettings, known: froz
         if row.status == "RUNNING":
             run.close("KILLED", scoring.LOST)
         else:  # it ended before the driver was killed: its status stays
-            run.set_tags({STATUS_TAG: scoring.LOST})
+            run.set_tags({record.STATUS: scoring.LOST})
         parent.client.delete_run(run_id)
         print(
             f"trial {name} (Ray id {trial_id}) was lost with the killed driver's unsaved "
@@ -412,7 +400,7 @@ def _end_interrupted(
     _keep_records(parent, settings)
     parent.close("KILLED", scoring.INTERRUPTED)
     stopped = Interrupted(signum)
-    in_flight = _counted(in_flight, _noun(settings.trial_kind))
+    in_flight = names.counted(in_flight, _noun(settings.trial_kind))
     print(
         f"\nsweep {settings.name} interrupted by {stopped.name}: {in_flight} in flight "
         f"closed KILLED (arnn.status=interrupted), the sweep's run KILLED.\n"
@@ -450,7 +438,7 @@ def _keep_records(parent: TrackedRun, settings: SweepSettings) -> None:
                 parent.run_id,
             )
             print(
-                f"Optuna study {settings.name!r} ({_counted(written, 'trial')}) in {storage}: "
+                f"Optuna study {settings.name!r} ({names.counted(written, 'trial')}) in {storage}: "
                 f"optuna-dashboard {storage}"
             )
         except Exception as error:  # the trials are recorded in MLflow: the sweep goes on
@@ -485,18 +473,21 @@ def _summarise(parent: TrackedRun, settings: SweepSettings, total: int) -> Sweep
     counts = scoring.outcome_counts(records, total)
     best = scoring.best_trial(records, mode)
     parent.log_metrics({f"trials_{k.replace(' ', '_')}": v for k, v in counts.items()})
-    print(f"\n{_counted(total, _noun(kind))}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    print(
+        f"\n{names.counted(total, _noun(kind))}: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+    )
     _print_trials(records[:10], metric, kind)
     if best is not None:
         parent.log_metrics({f"sweep_best_{metric}": best.score})
         parent.set_tags(  # its name (t07), as a person reads it; Ray's id, for tools
             {
-                "arnn.best_trial": best.name,
-                "arnn.best_trial_id": best.trial,
-                "arnn.best_run_id": best.run_id,
+                record.BEST_TRIAL: best.name,
+                record.BEST_TRIAL_ID: best.trial,
+                record.BEST_RUN_ID: best.run_id,
             }
         )
-    if kind == "final":
+    if kind == record.FINAL_RUN:
         _print_seeds(records, frame, metric)
     elif best is not None:
         print(
@@ -507,17 +498,14 @@ def _summarise(parent: TrackedRun, settings: SweepSettings, total: int) -> Sweep
 
 
 def _noun(kind: str) -> str:
-    return "final run" if kind == "final" else "trial"
-
-
-def _counted(count: int, noun: str) -> str:
-    """`1 trial`, `2 trials`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    return "final run" if kind == record.FINAL_RUN else "trial"
 
 
 def _trial_name(row: dict, kind: str) -> str:
     """The name (arnn.sweep.tune.trial_label) of the trial of one row of a runs frame."""
-    return trial_label(kind, number_of(row), json.loads(row.get("tags.arnn.sampled") or "{}"))
+    return trial_label(
+        kind, number_of(row), json.loads(row.get(record.column(record.SAMPLED)) or "{}")
+    )
 
 
 def _named(records: list[scoring.TrialRecord], frame, kind: str) -> list[scoring.TrialRecord]:
@@ -532,13 +520,13 @@ def _print_seeds(records: list[scoring.TrialRecord], frame, metric: str) -> None
     (of the best epoch's weights), where every seed logged it."""
     finished = [r for r in records if r.outcome == scoring.FINISHED and r.score is not None]
     if not finished:
-        print(f"\nno seed finished, of {_counted(len(records), 'final run')}")
+        print(f"\nno seed finished, of {names.counted(len(records), 'final run')}")
         return
     test = f"test_{metric.removeprefix('val_')}"
     scores = {f"best {metric}": [r.score for r in finished], test: _logged(frame, test, finished)}
     shown = ", ".join(f"{name} {_mean_std(values)}" for name, values in scores.items() if values)
     spread = " (mean ± std over the seeds)" if len(finished) > 1 else ""
-    print(f"\n{_counted(len(finished), 'seed')} finished: {shown}{spread}")
+    print(f"\n{names.counted(len(finished), 'seed')} finished: {shown}{spread}")
 
 
 def _logged(frame, metric: str, records: list[scoring.TrialRecord]) -> list[float]:
@@ -558,7 +546,7 @@ def _mean_std(values: list[float]) -> str:
 def _print_trials(records: list[scoring.TrialRecord], metric: str, kind: str) -> None:
     if not records:
         return
-    named = {"seed"} if kind == "final" else set()  # a final run's name says its seed
+    named = {"seed"} if kind == record.FINAL_RUN else set()  # a final run's name says its seed
     sampled = sorted({k for record in records for k in record.sampled} - named)
     table = pd.DataFrame(
         [

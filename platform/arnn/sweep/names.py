@@ -44,3 +44,8 @@ def sweep_name(sweep: str, spec: str) -> str:
 
 def train_name(model: str, task: str) -> str:
     return f"{model} on {task}"
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 trial`, `2 trials`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -24,7 +24,6 @@ from arnn.models import list_models, model_entry
 
 Scalar = str | int | float | bool
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
-SPEC_TAG = "arnn.spec"  # on a sweep's run: the spec as JSON, every default filled in
 _SPEC_ONLY_PARAMS = ("gated",)  # sampled, but not TrainConfig fields themselves
 
 

@@ -22,6 +22,7 @@ import optuna
 import pandas as pd
 import sqlalchemy
 
+from arnn import record
 from arnn.errors import UsageError
 from arnn.results import number_or_none
 from arnn.sweep.space import distributions, trial_state
@@ -127,19 +128,19 @@ def _order(row: dict) -> tuple:
 
 def number_of(row: dict) -> int | None:
     """The trial's number in its sweep (arnn.trial_number), where it has one."""
-    number = str(row.get("tags.arnn.trial_number") or "")
+    number = str(row.get(record.column(record.TRIAL_NUMBER)) or "")
     return int(number) if number.isdigit() else None
 
 
 def _frozen(row: dict, metric: str, every: dict, client) -> optuna.trial.FrozenTrial | None:
     """The trial of one run (`every`: the spec's distributions), None where it has not
     ended."""
-    outcome = str(row.get("tags.arnn.status") or "")
+    outcome = str(row.get(record.column(record.STATUS)) or "")
     score = number_or_none(row.get("metrics.trial_score"))
     state = trial_state(outcome, score)
     if state is None:
         return None  # in flight or interrupted: not ended, so not in the study yet
-    sampled = json.loads(row.get("tags.arnn.sampled") or "{}")
+    sampled = json.loads(row.get(record.column(record.SAMPLED)) or "{}")
     params = {k: v for k, v in sampled.items() if k in every}
     history = client.get_metric_history(row["run_id"], metric)
     trial = optuna.trial.create_trial(

@@ -37,7 +37,7 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from arnn import scoring
+from arnn import record, scoring
 from arnn.interrupt import Interrupted, StopSignals
 from arnn.sweep import names
 from arnn.sweep.space import DefineByRun, make_sampler, trial_state
@@ -45,13 +45,10 @@ from arnn.sweep.spec import Asha, Spec
 from arnn.tracking import TrackedRun, config_params, run_tags
 from arnn.train import EpochMetrics, kernel_path, read_checkpoint, resolve_device, train
 
-SWEEP_TAG, TRIAL_TAG, KIND_TAG = "arnn.sweep", "arnn.trial_id", "arnn.kind"
-NUMBER_TAG = "arnn.trial_number"  # on a trial's run: TRIAL_NUMBER below, "" where none
 # The trial's number in the sweep (Optuna's, from 0), which the searcher adds to the values
 # it suggests: the trainable takes it out again, and names the trial's run by it.
 TRIAL_NUMBER = "arnn_trial_number"
 STATE = "arnn_state"  # in every trial result: running, finished or diverged
-SCORE = "trial_score"  # in every trial result and run: arnn.scoring.score over its epochs
 
 
 @dataclass(frozen=True)
@@ -108,9 +105,9 @@ def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
     run = _trial_run(settings, trial_id, config, sampled, suggested.get(TRIAL_NUMBER))
     run.set_tags(  # of this attempt: where it ran and the epoch it went on from
         {
-            "arnn.resumed_from_epoch": 0 if saved is None else saved["epoch"],
-            "arnn.node_id": ray.get_runtime_context().get_node_id(),
-            "arnn.node_ip": ray.util.get_node_ip_address(),
+            record.RESUMED_FROM_EPOCH: 0 if saved is None else saved["epoch"],
+            record.NODE_ID: ray.get_runtime_context().get_node_id(),
+            record.NODE_IP: ray.util.get_node_ip_address(),
         }
     )
     values = [m[spec.metric] for m in (saved or {}).get("history", [])]
@@ -118,8 +115,13 @@ def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
     def report(metrics: EpochMetrics, checkpoint_dir: Path | None) -> None:
         values.append(getattr(metrics, spec.metric))
         score = scoring.score(values, spec.mode)
-        run.log_epoch(metrics, extra={SCORE: score, "epochs": metrics.epoch})
-        result = {**metrics.as_dict(), SCORE: score, STATE: "running", "mlflow_run_id": run.run_id}
+        run.log_epoch(metrics, extra={record.TRIAL_SCORE: score, "epochs": metrics.epoch})
+        result = {
+            **metrics.as_dict(),
+            record.TRIAL_SCORE: score,
+            STATE: "running",
+            "mlflow_run_id": run.run_id,
+        }
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
     started = time.perf_counter()
@@ -128,7 +130,7 @@ def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
     except SystemExit:  # how tune.report ends a trial that was stopped: the driver says why
         raise
     except BaseException as error:
-        run.set_tags({"arnn.error": last_line(error)})
+        run.set_tags({record.ERROR: last_line(error)})
         run.close("FAILED", scoring.FAILED)
         raise
     finally:
@@ -142,7 +144,9 @@ def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
         {
             **last,
             STATE: result.status,
-            SCORE: scoring.score([getattr(m, spec.metric) for m in result.history], spec.mode),
+            record.TRIAL_SCORE: scoring.score(
+                [getattr(m, spec.metric) for m in result.history], spec.mode
+            ),
             "mlflow_run_id": run.run_id,
         }
     )
@@ -150,13 +154,13 @@ def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
 
 def _trial_run(settings: SweepSettings, trial_id: str, config, sampled, number) -> TrackedRun:
     """This trial's MLflow run: the one it had before a retry or resume, else a new one."""
-    tags = {TRIAL_TAG: trial_id, "mlflow.parentRunId": settings.parent_run_id}
+    tags = {record.TRIAL_ID: trial_id, "mlflow.parentRunId": settings.parent_run_id}
     run = TrackedRun.find(
         tracking_uri=settings.tracking_uri, experiment=settings.experiment, tags=tags
     )
     if run is not None:
-        attempts = int(run.client.get_run(run.run_id).data.tags.get("arnn.attempts", "1"))
-        run.set_tags({"arnn.attempts": attempts + 1})
+        attempts = int(run.client.get_run(run.run_id).data.tags.get(record.ATTEMPTS, "1"))
+        run.set_tags({record.ATTEMPTS: attempts + 1})
         run.reopen(provenance=dict(settings.provenance) or None)
         return run
     device = resolve_device(config.runtime.device)
@@ -165,18 +169,21 @@ def _trial_run(settings: SweepSettings, trial_id: str, config, sampled, number) 
         experiment=settings.experiment,
         run_name=(
             names.final_name(config.seed)
-            if settings.trial_kind == "final"
+            if settings.trial_kind == record.FINAL_RUN
             else names.trial_name(number, sampled)
         ),
-        params={**config_params(config), **{f"sampled.{k}": str(v) for k, v in sampled.items()}},
+        params={
+            **config_params(config),
+            **{f"{record.SAMPLED_PARAM_PREFIX}{k}": str(v) for k, v in sampled.items()},
+        },
         tags={
             **run_tags(config, str(device), kernel_path(config, device)),
-            TRIAL_TAG: trial_id,
-            SWEEP_TAG: settings.name,
-            KIND_TAG: settings.trial_kind,
-            NUMBER_TAG: "" if number is None else str(number),
-            "arnn.attempts": "1",
-            "arnn.sampled": json.dumps(sampled, sort_keys=True),
+            record.TRIAL_ID: trial_id,
+            record.SWEEP: settings.name,
+            record.KIND: settings.trial_kind,
+            record.TRIAL_NUMBER: "" if number is None else str(number),
+            record.ATTEMPTS: "1",
+            record.SAMPLED: json.dumps(sampled, sort_keys=True),
             **dict(settings.provenance),
             **dict(settings.tags),
         },
@@ -227,7 +234,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         state = (result or {}).get(STATE)
-        score = (result or {}).get(SCORE)
+        score = (result or {}).get(record.TRIAL_SCORE)
         trial = self._ot_trials[trial_id]
         if error:
             outcome = scoring.FAILED
@@ -261,7 +268,7 @@ class TrialRunCloser(tune.Callback):
 
 
 def _close_if_open(settings: SweepSettings, trial_id: str, status: str, label: str) -> None:
-    tags = {TRIAL_TAG: trial_id, "mlflow.parentRunId": settings.parent_run_id}
+    tags = {record.TRIAL_ID: trial_id, "mlflow.parentRunId": settings.parent_run_id}
     run = TrackedRun.find(
         tracking_uri=settings.tracking_uri, experiment=settings.experiment, tags=tags
     )
@@ -336,7 +343,9 @@ class ConsoleProgress(tune.Callback):
             f"finished, {counts['pruned']} pruned, {counts['diverged']} diverged, "
             f"{counts['failed']} failed)"
         )
-        if self.kind == "trial":  # final runs are replicas of one configuration, not rivals
+        if (
+            self.kind == record.TRIAL_RUN
+        ):  # final runs are replicas of one configuration, not rivals
             line += f"; {self._best(ended)}"
         return line
 
@@ -355,13 +364,15 @@ class ConsoleProgress(tune.Callback):
         else:
             outcome = state if state in (scoring.FINISHED, scoring.DIVERGED) else scoring.PRUNED
         name = trial_label(self.kind, trial.config.get(TRIAL_NUMBER), trial.config)
-        return scoring.TrialRecord(trial.trial_id, outcome, result.get(SCORE), name=name)
+        return scoring.TrialRecord(
+            trial.trial_id, outcome, result.get(record.TRIAL_SCORE), name=name
+        )
 
 
 def trial_label(kind: str, number: int | None, sampled: dict[str, Any]) -> str:
     """A trial as a person reads it, the start of its MLflow run's name: t07 for search
     trial number 6, seed 1002 for a final run. Ray's id (arnn.trial_id) is for tools."""
-    if kind == "final" and "seed" in sampled:
+    if kind == record.FINAL_RUN and "seed" in sampled:
         return names.final_name(sampled["seed"])
     return names.trial_name(number, {})
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from arnn.registry import Registry, load_object
+from arnn.registry import Registry
 
 if TYPE_CHECKING:
     from arnn.tasks._base import Task
@@ -25,7 +25,8 @@ class TaskOptions(pydantic.BaseModel):
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """A task, built by the function `build` names ("module:function") from its
+    """A task, built by the function `build` names ("module:function", a module of
+    arnn.tasks) from its
     validated options."""
 
     name: str
@@ -34,11 +35,12 @@ class TaskEntry:
     description: str
 
 
-TASKS: Registry[TaskEntry] = Registry("task")
+TASKS: Registry[TaskEntry] = Registry("task", package=__package__)
 
 
 def register_task(name: str, *, build: str, options: type[TaskOptions], description: str):
-    """Add a task to the registry: `build` names its builder, "module:function"."""
+    """Add a task to the registry: `build` names its builder, "module:function" in
+    arnn.tasks."""
     TASKS.add(TaskEntry(name, build, options, description))
 
 
@@ -56,7 +58,6 @@ def validate_task_options(name: str, options: dict[str, Any]) -> TaskOptions:
 
 
 def create_task(name: str, options: dict[str, Any] | TaskOptions | None = None) -> Task:
-    entry = task_entry(name)
     if not isinstance(options, TaskOptions):
         options = validate_task_options(name, options or {})
-    return load_object(entry.build)(options)
+    return TASKS.builder(name)(options)

@@ -53,40 +53,39 @@ class CopyOptions(SyntheticOptions):
     alphabet: int = pydantic.Field(8, ge=2)
 
 
-_IMAGES = "arnn.tasks.images"
 register_task(
     "mnist",
-    build=f"{_IMAGES}:mnist",
+    build="images:mnist",
     options=MnistOptions,
     description="pixel-by-pixel MNIST, T=784, m=1",
 )
 register_task(
     "pmnist",
-    build=f"{_IMAGES}:pmnist",
+    build="images:pmnist",
     options=PermutedMnistOptions,
     description="permuted pixel MNIST, T=784, m=1",
 )
 register_task(
     "cifar10",
-    build=f"{_IMAGES}:cifar10",
+    build="images:cifar10",
     options=Cifar10Options,
     description="pixel-by-pixel CIFAR-10, T=1024, m=3",
 )
 register_task(
     "noisy_cifar10",
-    build=f"{_IMAGES}:noisy_cifar10",
+    build="images:noisy_cifar10",
     options=NoisyCifar10Options,
     description="noise-padded CIFAR-10: rows, T=1000, m=96",
 )
 register_task(
     "adding",
-    build="arnn.tasks.synthetic:adding",
+    build="synthetic:adding",
     options=AddingOptions,
     description="adding problem (regression)",
 )
 register_task(
     "copy",
-    build="arnn.tasks.synthetic:copy",
+    build="synthetic:copy",
     options=CopyOptions,
     description="copy memory task (K symbols after a delay)",
 )

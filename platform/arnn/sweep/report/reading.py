@@ -19,10 +19,11 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from arnn import scoring
+from arnn import record, scoring
 from arnn.errors import UsageError
 from arnn.results import number_or_none, trial_records
-from arnn.sweep.spec import SPEC_TAG, Spec, parse_spec
+from arnn.sweep import names
+from arnn.sweep.spec import Spec, parse_spec
 from arnn.sweep.study import number_of, sweep_study
 from arnn.tracking import runs_frame
 
@@ -63,7 +64,9 @@ class Sweep:
     def counts(self) -> str:
         found = [t.outcome for t in self.trials]
         kinds = [k for k in OUTCOMES if k in found]
-        return f"{len(found)} trials: " + ", ".join(f"{found.count(k)} {k}" for k in kinds)
+        return f"{names.counted(len(found), 'trial')}: " + ", ".join(
+            f"{found.count(k)} {k}" for k in kinds
+        )
 
 
 def read_sweep(client: MlflowClient, uri: str, experiment: str, sweep: str) -> Sweep:
@@ -77,7 +80,7 @@ def read_sweep(client: MlflowClient, uri: str, experiment: str, sweep: str) -> S
     records = trial_records(frame)
     trials = [_trial(client, rows[record.run_id], record, spec.metric) for record in records]
     trials.sort(key=lambda t: (t.number is None, t.number or 0, t.record.trial))
-    name = parent.data.tags.get("arnn.sweep", run_id)
+    name = parent.data.tags.get(record.SWEEP, run_id)
     try:
         with _quiet_optuna():
             study, problem = sweep_study(spec, frame, uri, run_id), None
@@ -123,10 +126,10 @@ def find_parent(client: MlflowClient, uri: str, experiment: str, sweep: str):
             f"sweep {sweep!r}: no experiment {experiment!r} in {uri} "
             f"(experiments there: {', '.join(names) or 'none'})"
         )
-    for query in (f"attributes.run_id = '{sweep}'", f"tags.`arnn.sweep` = '{sweep}'"):
+    for query in (f"attributes.run_id = '{sweep}'", record.equals(record.SWEEP, sweep)):
         found_runs = client.search_runs(
             [found.experiment_id],
-            filter_string=f"tags.`arnn.kind` = 'sweep' and {query}",
+            filter_string=f"{record.equals(record.KIND, record.SWEEP_RUN)} and {query}",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -134,11 +137,11 @@ def find_parent(client: MlflowClient, uri: str, experiment: str, sweep: str):
             return found_runs[0]
     parents = client.search_runs(
         [found.experiment_id],
-        filter_string="tags.`arnn.kind` = 'sweep'",
+        filter_string=record.equals(record.KIND, record.SWEEP_RUN),
         order_by=["attributes.start_time DESC"],
         max_results=21,
     )
-    names = list(dict.fromkeys(r.data.tags.get("arnn.sweep", r.info.run_id) for r in parents))
+    names = list(dict.fromkeys(r.data.tags.get(record.SWEEP, r.info.run_id) for r in parents))
     listed = ", ".join(names[:20]) + (" and more" if len(names) > 20 else "")
     raise UsageError(
         f"sweep {sweep!r}: no sweep of that name or run id in experiment {experiment!r} of "
@@ -149,9 +152,9 @@ def find_parent(client: MlflowClient, uri: str, experiment: str, sweep: str):
 def read_spec(client: MlflowClient, run) -> Spec:
     """The spec the sweep ran: its tag arnn.spec, else its artifact spec/spec.yaml."""
     tags = run.data.tags
-    source = f"sweep {tags.get('arnn.sweep', run.info.run_id)}'s spec"
-    if SPEC_TAG in tags:
-        raw = json.loads(tags[SPEC_TAG])
+    source = f"sweep {tags.get(record.SWEEP, run.info.run_id)}'s spec"
+    if record.SPEC in tags:
+        raw = json.loads(tags[record.SPEC])
     else:
         try:
             with tempfile.TemporaryDirectory() as folder:
@@ -159,7 +162,7 @@ def read_spec(client: MlflowClient, run) -> Spec:
                 raw = yaml.safe_load(Path(path).read_text())
         except (MlflowException, OSError) as error:
             raise UsageError(
-                f"{source}: the run has neither the tag {SPEC_TAG} nor the artifact "
+                f"{source}: the run has neither the tag {record.SPEC} nor the artifact "
                 f"{SPEC_ARTIFACT} ({str(error).strip().splitlines()[0]})"
             ) from None
     try:
