@@ -26,11 +26,16 @@ from arnn.interrupt import Interrupted, StopSignals
 from arnn.published import find_table, load_published
 from arnn.reproduction import Cell, run_cell
 from arnn.sweep.driver import check_tracking_reachable
+from arnn.sweep.request import add_flags
 from arnn.tracking import absolute_tracking_uri, resolve_tracking_uri
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE / "published.yaml"
 SEARCH_SPACES = HERE.parent / "search_spaces"
+# The sweeps' options run.py takes (arnn.sweep.request: the same flags as `arnn sweep`):
+# the tracking store and experiment it reads cells from, and where each sweep runs.
+PASSED_THROUGH = ("address", "tracking_uri", "experiment", "storage_path", "data_dir")
+SWEEP_OPTIONS = ("address", "storage_path", "data_dir")  # the rest run_cell takes itself
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="final runs per cell (default 3)")
     parser.add_argument("--task", action="append", help="only these tasks (repeatable)")
     parser.add_argument("--model", action="append", help="only these rows' models (repeatable)")
-    parser.add_argument("--address", default="local")
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--experiment", default="arnn")
-    parser.add_argument("--storage-path")
-    parser.add_argument("--data-dir")
+    add_flags(parser, only=PASSED_THROUGH)
     args = parser.parse_args(argv)
     again = _this_command(sys.argv[1:] if argv is None else argv)
 
@@ -76,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                         tracking_uri=uri,
                         experiment=args.experiment,
                         sweep_options={
-                            "address": args.address,
-                            "storage_path": args.storage_path,
-                            "data_dir": args.data_dir,
+                            **{name: getattr(args, name) for name in SWEEP_OPTIONS},
                             "resume_command": again,  # what an interrupted sweep says
                         },
                     )

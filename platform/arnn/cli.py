@@ -68,7 +68,22 @@ def _build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(title="commands", parser_class=_Parser)
+    _add_train(commands)
+    _add_listings(commands)
+    _add_sweep(commands)
+    _add_ui(commands)
+    _add_report(commands)
+    bench = commands.add_parser("bench", help="time forward+backward of the recurrences")
+    if with_bench:
+        from arnn.bench import add_arguments as add_bench_arguments
+        from arnn.bench import run as run_bench
 
+        add_bench_arguments(bench)
+        bench.set_defaults(run=run_bench)
+    return parser
+
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train one configuration, tracked in MLflow")
     _add_config_flags(train)
     _add_tracking_flags(train)
@@ -80,42 +95,25 @@ def _build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
     )
     train.set_defaults(run=_run_train)
 
+
+def _add_listings(commands) -> None:
     models = commands.add_parser("models", help="list the models and their parameter counts")
     models.add_argument("--task", default="mnist", help="task that sets input and output sizes")
     models.add_argument("--hidden", default="128", help="hidden units")
     models.set_defaults(run=_run_models)
+    tasks = commands.add_parser("tasks", help="list the tasks, their shapes and options")
+    tasks.set_defaults(run=_run_tasks)
+
+
+def _add_sweep(commands) -> None:
+    from arnn.sweep.request import add_flags
 
     sweep = commands.add_parser("sweep", help="run a search space on Ray Tune, tracked in MLflow")
-    sweep.add_argument("spec", help="YAML sweep spec (see search_spaces/README.md)")
-    sweep.add_argument("--name", help="sweep name (default: the spec's name and a timestamp)")
-    sweep.add_argument("--samples", type=int, help="trials (default: the spec's num_samples)")
-    sweep.add_argument(
-        "--address",
-        default="local",
-        help="Ray: local (an embedded Ray, default), auto (the running cluster) or ray://HOST:PORT",
-    )
-    _add_tracking_flags(sweep)
-    sweep.add_argument(
-        "--storage-path",
-        help="where Ray keeps trial checkpoints and the sweep "
-        "state (default: $ARNN_STORAGE_PATH, else ./ray_results); shared (s3://, "
-        "NFS) on a cluster",
-    )
-    sweep.add_argument("--resume", action="store_true", help="finish the sweep named --name")
-    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: the spec's)")
-    sweep.add_argument(
-        "--data-dir",
-        help="data root for the trials (default: each worker's "
-        "$ARNN_DATA_DIR, else ~/.cache/arnn/data)",
-    )
-    sweep.add_argument(
-        "--study-storage",
-        help="SQLAlchemy URL of the database that keeps the sweep's Optuna study, named "
-        "after the sweep (default: $ARNN_STUDY_STORAGE, else optuna.db beside an MLflow "
-        "store in files)",
-    )
+    add_flags(sweep)  # every field of a SweepRequest that is a flag
     sweep.set_defaults(run=_run_sweep)
 
+
+def _add_ui(commands) -> None:
     ui = commands.add_parser("ui", help="the MLflow UI on the tracking store, on 127.0.0.1")
     ui.add_argument(
         "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
@@ -127,6 +125,8 @@ def _build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.set_defaults(run=_run_ui)
 
+
+def _add_report(commands) -> None:
     report = commands.add_parser(
         "report", help="a sweep's plots and trial table, again, from MLflow alone"
     )
@@ -136,18 +136,6 @@ def _build_parser(with_bench: bool = True) -> argparse.ArgumentParser:
         "--out", help="write the files into this folder (default: artifacts of the sweep's run)"
     )
     report.set_defaults(run=_run_report)
-
-    tasks = commands.add_parser("tasks", help="list the tasks, their shapes and options")
-    tasks.set_defaults(run=_run_tasks)
-
-    bench = commands.add_parser("bench", help="time forward+backward of the recurrences")
-    if with_bench:
-        from arnn.bench import add_arguments as add_bench_arguments
-        from arnn.bench import run as run_bench
-
-        add_bench_arguments(bench)
-        bench.set_defaults(run=run_bench)
-    return parser
 
 
 def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
@@ -353,25 +341,14 @@ def _resumed_run(checkpoint_dir, tracking_uri: str):
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    from arnn.sweep.request import make_request
     from arnn.sweep.spec import load_spec
 
-    load_spec(args.spec)  # a bad spec is refused before torch, Ray or MLflow load
-    from arnn.sweep.driver import sweep
+    request = make_request(vars(args))
+    load_spec(request.spec)  # a bad spec is refused before torch, Ray or MLflow load
+    from arnn.sweep.driver import run
 
-    outcome = sweep(
-        args.spec,
-        name=args.name,
-        samples=args.samples,
-        address=args.address,
-        tracking_uri=args.tracking_uri,
-        storage_path=args.storage_path,
-        resume=args.resume,
-        max_concurrent=args.max_concurrent,
-        data_dir=args.data_dir,
-        experiment=args.experiment,
-        study_storage=args.study_storage,
-    )
-    return 1 if outcome.every_trial_failed else 0
+    return 1 if run(request).every_trial_failed else 0
 
 
 def _run_report(args: argparse.Namespace) -> int:

@@ -12,12 +12,11 @@ import datetime
 import hashlib
 import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -31,9 +30,10 @@ from arnn.results import number_or_none, tag_column, trial_records
 from arnn.sweep import names
 from arnn.sweep.ray_runtime import check_address, connect, disconnect
 from arnn.sweep.report import write_report
+from arnn.sweep.request import SweepRequest, make_request, shown
 from arnn.sweep.space import num_trials
 from arnn.sweep.spec import Spec, load_spec
-from arnn.sweep.study import number_of, resolve_study_storage, shown, write_study
+from arnn.sweep.study import number_of, resolve_study_storage, write_study
 from arnn.sweep.tune import SweepSettings, can_resume, run_sweep, trial_label, tune_state_exists
 from arnn.tables import console
 from arnn.tasks import create_task
@@ -61,131 +61,142 @@ class SweepOutcome:
         return scoring.every_trial_failed(self.counts)
 
 
-def sweep(
-    spec: Spec | str | Path,
-    *,
-    name: str | None = None,
-    samples: int | None = None,
-    address: str = "local",
-    tracking_uri: str | None = None,
-    storage_path: str | None = None,
-    resume: bool = False,
-    max_concurrent: int | None = None,
-    data_dir: str | None = None,
-    experiment: str = "arnn",
-    tags: dict[str, str] | None = None,
-    score_test: bool = False,
-    study_storage: str | None = None,
-    trial_kind: Literal["trial", "final"] = "trial",
-    resume_command: str | None = None,
-) -> SweepOutcome:
-    """Run (or resume) a sweep: a Spec, or the path of its YAML file. `tags` go on the
-    sweep's MLflow run and on every trial's; `score_test` scores each trial's test split
-    (final runs do, search trials do not); `trial_kind` is the trials' arnn.kind (trial,
-    or final for final runs). The Optuna study is written to `study_storage` (arnn.sweep.
-    study's default beside a tracking file). Raises Interrupted after SIGINT or SIGTERM,
-    with every run closed and the command that resumes it printed: `resume_command`, the
-    one its caller was started with (reproduce/run.py's), else the `arnn sweep` one."""
-    spec_file = None if isinstance(spec, Spec) else Path(spec)
-    if spec_file is not None:
-        spec = load_spec(spec_file)
-    if samples is not None and samples < 1:
-        raise UsageError(f"--samples: must be >= 1, got {samples}")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise UsageError(f"--max-concurrent: must be >= 1, got {max_concurrent}")
-    if resume and name is None:
-        raise UsageError("--resume: name the sweep to resume with --name")
-    check_address(address)
-    uri = absolute_tracking_uri(resolve_tracking_uri(tracking_uri))
-    check_tracking_reachable(address, uri)
-    study_url = resolve_study_storage(study_storage, uri, address)
-    name = name or f"{spec.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    if data_dir is None and address == "local":
-        # Trials run in folders of their own: a relative $ARNN_DATA_DIR means this one.
-        data_dir = os.environ.get(DATA_DIR_ENV) or None
-    if data_dir is not None:
-        data_dir = str(Path(data_dir).expanduser().resolve())
-    settings = SweepSettings(
-        name=name,
-        spec=spec,
-        tracking_uri=uri,
-        experiment=experiment,
-        storage_path=_storage(storage_path),
-        address=address,
-        samples=samples,
-        max_concurrent=max_concurrent,
-        data_dir=data_dir,
-        resume=resume,
-        tags=tuple(sorted((tags or {}).items())),
-        score_test=score_test,
-        trial_kind=trial_kind,
-        study_storage=study_url,
-        provenance=tuple(sorted(provenance_tags().items())),
-    )
-    exists = can_resume(settings)
-    if resume and not exists:
-        raise UsageError(f"--resume: no sweep {name!r} under {settings.storage_path}")
-    if not resume and exists:
-        raise UsageError(
-            f"--name: sweep {name!r} exists under {settings.storage_path}; "
-            "add --resume to finish it, or choose another name"
-        )
-    if address == "local":
-        _check_data(spec, data_dir)
-    total = num_trials(spec, samples)
-    previous = _previous_parent(settings) if resume else None
-    if previous is not None:
-        _check_unchanged(previous, spec, total)
-    resume_command = resume_command or _resume_command(
-        spec_file,
-        name=name,
-        samples=samples,
-        max_concurrent=max_concurrent,
-        address=address,
-        tracking_uri=tracking_uri,
-        storage_path=storage_path,
-        experiment=experiment,
-        data_dir=data_dir,
-        study_storage=study_storage,
-    )
+def sweep(spec: Spec | str | Path, **options: Any) -> SweepOutcome:
+    """Run (or resume) a sweep of `spec` (a Spec, or its YAML file); `options` are the
+    other fields of arnn.sweep.request.SweepRequest. See `run`."""
+    return run(make_request({}, spec=spec, **options))
 
-    connect(address)
+
+def run(request: SweepRequest) -> SweepOutcome:
+    """Run (or resume) the sweep `request` asks for: every check first, then the sweep on
+    Ray, then its records. Raises Interrupted after SIGINT or SIGTERM, with every run
+    closed and the line that resumes it printed (`SweepRequest.resume_line`)."""
+    plan = _plan(request)
+    connect(request.address)
     try:
-        with StopSignals():  # until Tune runs, a signal stops at once
-            parent = _open_parent(settings, total, previous)
-            settings = dataclasses.replace(settings, parent_run_id=parent.run_id)
-            print(
-                f"sweep {name}: {names.counted(total, _noun(trial_kind))} of {spec.task} / "
-                f"{spec.model}, at most "
-                f"{max_concurrent or spec.max_concurrent} at once; MLflow run "
-                f"{parent.run_id} in {settings.tracking_uri}\n"
-                f"browse it: {browse_hint(settings.tracking_uri, experiment, parent.run_id)}",
-                flush=True,
-            )
-            try:
-                tuned = run_sweep(settings, total)
-            except KeyboardInterrupt as error:
-                signum = error.signum if isinstance(error, Interrupted) else 2
-                _end_interrupted(parent, settings, total, signum, resume_command)
-            except BaseException:
-                _close_leftovers(parent, settings, status="FAILED", label=scoring.FAILED)
-                parent.close("FAILED", scoring.FAILED)
-                raise
-            _delete_lost_trials(parent, settings, tuned.trial_ids)
-            if tuned.interrupted_by is not None:
-                _end_interrupted(parent, settings, total, tuned.interrupted_by, resume_command)
-            _close_leftovers(parent, settings, status="KILLED", label=scoring.PRUNED)
-            outcome = _summarise(parent, settings, total)
-            _keep_records(parent, settings)
-            if outcome.every_trial_failed:
-                first = tuned.errors[0] if tuned.errors else "no error recorded"
-                print(f"every trial failed; the first: {first}", file=sys.stderr)
-                parent.close("FAILED", scoring.FAILED)
-            else:
-                parent.close("FINISHED", scoring.FINISHED)
-            return outcome
+        return _execute(plan)
     finally:
         disconnect()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A checked request: the spec read, the names and places resolved."""
+
+    request: SweepRequest
+    settings: SweepSettings
+    total: int
+    previous: TrackedRun | None  # the sweep's run, when it resumes
+
+
+def _plan(request: SweepRequest) -> _Plan:
+    """Every check that can refuse the request, before Ray starts or a run opens."""
+    spec = request.spec if isinstance(request.spec, Spec) else load_spec(request.spec)
+    check_address(request.address)
+    uri = absolute_tracking_uri(resolve_tracking_uri(request.tracking_uri))
+    check_tracking_reachable(request.address, uri)
+    request = request.model_copy(
+        update={
+            "name": request.name or f"{spec.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}",
+            "data_dir": _data_dir(request),
+        }
+    )
+    settings = SweepSettings(
+        name=request.name,
+        spec=spec,
+        tracking_uri=uri,
+        experiment=request.experiment,
+        storage_path=_storage(request.storage_path),
+        address=request.address,
+        samples=request.samples,
+        max_concurrent=request.max_concurrent,
+        data_dir=request.data_dir,
+        resume=request.resume,
+        tags=tuple(sorted(request.tags.items())),
+        score_test=request.score_test,
+        trial_kind=request.trial_kind,
+        study_storage=resolve_study_storage(request.study_storage, uri, request.address),
+        provenance=tuple(sorted(provenance_tags().items())),
+    )
+    _check_name(settings)
+    if request.address == "local":
+        _check_data(spec, request.data_dir)
+    total = num_trials(spec, request.samples)
+    previous = _previous_parent(settings) if request.resume else None
+    if previous is not None:
+        _check_unchanged(previous, spec, total)
+    return _Plan(request, settings, total, previous)
+
+
+def _data_dir(request: SweepRequest) -> str | None:
+    """The trials' data root, absolute: they run in folders of their own, so a relative
+    --data-dir or $ARNN_DATA_DIR means the folder this command runs in."""
+    data_dir = request.data_dir
+    if data_dir is None and request.address == "local":
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+    return None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+
+
+def _check_name(settings: SweepSettings) -> None:
+    exists = can_resume(settings)
+    if settings.resume and not exists:
+        raise UsageError(f"--resume: no sweep {settings.name!r} under {settings.storage_path}")
+    if not settings.resume and exists:
+        raise UsageError(
+            f"--name: sweep {settings.name!r} exists under {settings.storage_path}; "
+            "add --resume to finish it, or choose another name"
+        )
+
+
+def _execute(plan: _Plan) -> SweepOutcome:
+    """The sweep's run opened (or reopened), the trials on Ray, then what they left."""
+    with StopSignals():  # until Tune runs, a signal stops at once
+        parent = _open_parent(plan.settings, plan.total, plan.previous)
+        settings = dataclasses.replace(plan.settings, parent_run_id=parent.run_id)
+        _announce(parent, settings, plan.total)
+        resume_line = plan.request.resume_line()
+        try:
+            tuned = run_sweep(settings, plan.total)
+        except KeyboardInterrupt as error:
+            signum = error.signum if isinstance(error, Interrupted) else 2
+            _end_interrupted(parent, settings, plan.total, signum, resume_line)
+        except BaseException:
+            _close_leftovers(parent, settings, status="FAILED", label=scoring.FAILED)
+            parent.close("FAILED", scoring.FAILED)
+            raise
+        _delete_lost_trials(parent, settings, tuned.trial_ids)
+        if tuned.interrupted_by is not None:
+            _end_interrupted(parent, settings, plan.total, tuned.interrupted_by, resume_line)
+        return _finish(parent, settings, plan.total, tuned.errors)
+
+
+def _announce(parent: TrackedRun, settings: SweepSettings, total: int) -> None:
+    spec = settings.spec
+    print(
+        f"sweep {settings.name}: {names.counted(total, _noun(settings.trial_kind))} of "
+        f"{spec.task} / {spec.model}, at most "
+        f"{settings.max_concurrent or spec.max_concurrent} at once; MLflow run "
+        f"{parent.run_id} in {settings.tracking_uri}\n"
+        f"browse it: {browse_hint(settings.tracking_uri, settings.experiment, parent.run_id)}",
+        flush=True,
+    )
+
+
+def _finish(
+    parent: TrackedRun, settings: SweepSettings, total: int, errors: list[str]
+) -> SweepOutcome:
+    """The trials Tune left open closed, the summary, the report and study, the sweep's
+    run closed with how it went."""
+    _close_leftovers(parent, settings, status="KILLED", label=scoring.PRUNED)
+    outcome = _summarise(parent, settings, total)
+    _keep_records(parent, settings)
+    if outcome.every_trial_failed:
+        first = errors[0] if errors else "no error recorded"
+        print(f"every trial failed; the first: {first}", file=sys.stderr)
+        parent.close("FAILED", scoring.FAILED)
+    else:
+        parent.close("FINISHED", scoring.FINISHED)
+    return outcome
 
 
 def sweep_state_exists(name: str, storage_path: str | None) -> bool:
@@ -448,20 +459,6 @@ def _keep_records(parent: TrackedRun, settings: SweepSettings) -> None:
             )
     where = browse_hint(settings.tracking_uri, settings.experiment, parent.run_id)
     print(f"the sweep's run: {where}", flush=True)
-
-
-def _resume_command(spec_file, **given) -> str:
-    """The command that resumes this sweep: its spec, name and every flag given that
-    changes what or where it runs."""
-    if spec_file is None:  # called from Python with a Spec, and no command given
-        return f"the same sweep(...) call, with name={given['name']!r} and resume=True"
-    words = ["arnn", "sweep", str(spec_file), "--name", given.pop("name"), "--resume"]
-    defaults = {"address": "local", "experiment": "arnn"}
-    for key, value in given.items():
-        if value is not None and value != defaults.get(key):
-            value = shown(value) if key == "study_storage" else value
-            words += ["--" + key.replace("_", "-"), str(value)]
-    return shlex.join(words)
 
 
 def _summarise(parent: TrackedRun, settings: SweepSettings, total: int) -> SweepOutcome:

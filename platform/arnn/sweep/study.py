@@ -25,6 +25,7 @@ import sqlalchemy
 from arnn import record
 from arnn.errors import UsageError
 from arnn.results import number_or_none
+from arnn.sweep.request import shown
 from arnn.sweep.space import distributions, trial_state
 from arnn.sweep.spec import Spec
 from arnn.tracking import connect, is_local_store
@@ -114,11 +115,6 @@ def _delete_own_study(storage: str, name: str, parent: str) -> None:
             f"(MLflow run {owner}); name this sweep otherwise, or use another --study-storage"
         )
     optuna.delete_study(study_name=name, storage=storage)
-
-
-def shown(storage: str) -> str:
-    """The storage URL with its password, if any, as ***: for the console."""
-    return sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
 
 
 def _order(row: dict) -> tuple:
