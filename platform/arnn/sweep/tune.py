@@ -217,6 +217,10 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     intermediate values were reported epoch by epoch), diverged or errored -> FAIL. Each
     told trial carries its outcome as the user attribute `arnn_outcome`. A trial in flight
     when the sweep is interrupted is not told anything: `--resume` finishes it.
+
+    It reads OptunaSearch's private `_ot_trials`, `_completed_trials` and `_ot_study`:
+    pyproject.toml pins Ray's minor version, and tests/sweep/test_searcher_surface.py
+    fails by name when a release moves them.
     """
 
     def suggest(self, trial_id: str) -> dict | None:
