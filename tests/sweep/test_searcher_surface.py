@@ -37,11 +37,12 @@ def _searcher(tmp_path):
 def test_rays_optuna_search_still_has_the_private_surface_the_searcher_reads(tmp_path):
     searcher = _searcher(tmp_path)
     searcher.suggest("a")
+    surface = (("_ot_trials", dict), ("_completed_trials", set), ("_ot_study", optuna.Study))
     moved = [
         f"{name} (expected {kind.__name__})"
-        for name, kind in (("_ot_trials", dict), ("_completed_trials", set), ("_ot_study", optuna.Study))
+        for name, kind in surface
         if not isinstance(getattr(searcher, name, None), kind)
-    ]  # fmt: skip
+    ]
     assert not moved, (
         f"Ray {ray.__version__}'s OptunaSearch no longer has {', '.join(moved)}: "
         "PrunedAwareOptunaSearch (arnn/sweep/tune.py) must follow it, and pyproject.toml's pin"
