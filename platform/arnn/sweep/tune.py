@@ -89,6 +89,15 @@ class TuneOutcome:
 # ---------------------------------------------------------------- inside a trial
 
 
+def _attempt_tags(saved: dict | None) -> dict[str, Any]:
+    """Of this attempt at a trial: where it ran and the epoch it went on from."""
+    return {
+        record.RESUMED_FROM_EPOCH: 0 if saved is None else saved["epoch"],
+        record.NODE_ID: ray.get_runtime_context().get_node_id(),
+        record.NODE_IP: ray.util.get_node_ip_address(),
+    }
+
+
 def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
     """The Tune function trainable: one trial, reporting every epoch with a checkpoint."""
     spec = settings.spec
@@ -103,13 +112,7 @@ def run_trial(suggested: dict[str, Any], settings: SweepSettings) -> None:
         checkpoint.to_directory(str(folder))
     saved = read_checkpoint(folder)
     run = _trial_run(settings, trial_id, config, sampled, suggested.get(TRIAL_NUMBER))
-    run.set_tags(  # of this attempt: where it ran and the epoch it went on from
-        {
-            record.RESUMED_FROM_EPOCH: 0 if saved is None else saved["epoch"],
-            record.NODE_ID: ray.get_runtime_context().get_node_id(),
-            record.NODE_IP: ray.util.get_node_ip_address(),
-        }
-    )
+    run.set_tags(_attempt_tags(saved))
     values = [m[spec.metric] for m in (saved or {}).get("history", [])]
 
     def report(metrics: EpochMetrics, checkpoint_dir: Path | None) -> None:
