@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 
 from tests.datasets import write_mnist
-from tests.reproduce.test_tables import REPRODUCE, _running_trial, _script
+from tests.reproduce.test_tables import REPRODUCE, _script, interrupt_mid_search
 
 
 def test_an_interrupted_run_names_its_own_command_and_final_runs_print_their_seeds(tmp_path):
@@ -26,20 +25,8 @@ def test_an_interrupted_run_names_its_own_command_and_final_runs_print_their_see
         *("--storage-path", str(tmp_path / "ray")),
     ]
     command = [sys.executable, str(REPRODUCE / "run.py"), *args]
-    runner = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while runner.poll() is None and time.monotonic() < deadline:
-            if _running_trial(tmp_path / "mlflow.db"):
-                break
-            time.sleep(0.3)
-        runner.send_signal(signal.SIGINT)
-        output, errors = runner.communicate(timeout=120)
-    finally:
-        runner.kill()
-    assert runner.returncode == 130, errors[-3000:]
+    returncode, output, errors = interrupt_mid_search(command, tmp_path, signal.SIGINT)
+    assert returncode == 130, errors[-3000:]
     # Run from tmp_path, outside the checkout: the Python and the script by absolute path.
     again = shlex.join(command)
     assert f"\nresume it with: {again}\n" in errors, errors[-3000:]

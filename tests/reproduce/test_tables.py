@@ -140,6 +140,25 @@ def _running_trial(database: Path) -> bool:
         return False
 
 
+def interrupt_mid_search(command: list[str], folder: Path, signum: int) -> tuple[int, str, str]:
+    """Start run.py, send `signum` once a search trial runs (or after 240 s), and return
+    its exit code, output and errors."""
+    runner = subprocess.Popen(
+        command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while runner.poll() is None and time.monotonic() < deadline:
+            if _running_trial(folder / "mlflow.db"):
+                break
+            time.sleep(0.3)
+        runner.send_signal(signum)
+        output, errors = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    return runner.returncode, output, errors
+
+
 def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path):
     """SIGTERM during the search stops run.py (exit 143) at that cell, with no final runs;
     run again, it resumes that search (not a second one) and adds the final seeds, which
@@ -164,24 +183,10 @@ def test_run_resumes_an_interrupted_cell_adds_seeds_and_table_shows_it(tmp_path)
         "--storage-path",
         str(tmp_path / "ray"),
     ]
-    runner = subprocess.Popen(
-        [sys.executable, str(REPRODUCE / "run.py"), *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    returncode, output, errors = interrupt_mid_search(
+        [sys.executable, str(REPRODUCE / "run.py"), *args], tmp_path, signal.SIGTERM
     )
-    try:
-        deadline = time.monotonic() + 240
-        while runner.poll() is None and time.monotonic() < deadline:
-            if _running_trial(tmp_path / "mlflow.db"):
-                break
-            time.sleep(0.3)
-        runner.send_signal(signal.SIGTERM)
-        output, errors = runner.communicate(timeout=120)
-    finally:
-        runner.kill()
-    assert runner.returncode == 143, errors[-3000:]
+    assert returncode == 143, errors[-3000:]
     assert "table1_mnist_antisymmetric: interrupted by SIGTERM" in output, output
     runs = _store(uri)
     (search,) = [r for r in runs if r.data.tags.get("arnn.kind") == "sweep"]
