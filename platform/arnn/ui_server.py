@@ -25,8 +25,8 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 
-# MLflow's hint, when no --allowed-hosts is given, to bind 0.0.0.0 for other hosts: never
-# for arnn, whose servers bind 127.0.0.1 only.
+# MLflow's hint, when no --allowed-hosts is given, to bind every interface for other
+# hosts: never for arnn, whose servers bind 127.0.0.1 only.
 NOISE = ("[MLflow] Security middleware enabled with default settings",)
 # mlflow.server.fastapi_app imports starlette.middleware.wsgi, which Starlette 1.x has
 # deprecated: a StarletteDeprecationWarning (a UserWarning) for MLflow's developers, once per
