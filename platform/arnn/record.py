@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Final
 
 # --- What every training run (train, trial, final) records ------------------------------
-STATUS: Final = "arnn.status"  # one of OUTCOMES, or "running"
-KIND: Final = "arnn.kind"  # one of KINDS
+STATUS: Final = "arnn.status"  # an outcome (arnn.scoring), or "running"
+KIND: Final = "arnn.kind"  # TRAIN_RUN, SWEEP_RUN, TRIAL_RUN, FINAL_RUN or FIGURE_RUN
 TASK: Final = "arnn.task"
 TASK_OPTIONS: Final = "arnn.task_options"  # JSON, every option with its default
 MODEL: Final = "arnn.model"
@@ -68,7 +68,6 @@ SWEEP_RUN: Final = "sweep"
 TRIAL_RUN: Final = "trial"
 FINAL_RUN: Final = "final"
 FIGURE_RUN: Final = "figure"
-KINDS: Final = (TRAIN_RUN, SWEEP_RUN, TRIAL_RUN, FINAL_RUN, FIGURE_RUN)
 
 # --- Metrics and params beside the training ones (arnn.train.EpochMetrics) ----------------
 TRIAL_SCORE: Final = "trial_score"  # a trial's arnn.scoring.score over its epochs so far
